@@ -1,0 +1,33 @@
+# voxflow: the whole speaker-embedding recipe as one DAG. See README.md.
+import os
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# A --configfile given on the command line is a whole config; otherwise the demo config is used.
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(workflow.basedir, "config/config.yaml")
+
+
+
+validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/corpus.smk"
+include: "workflow/rules/shards.smk"
+include: "workflow/rules/clean.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/diarize.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,45 @@
+"""Extract embeddings: per utterance with an exported model (rule embed), or per 2 s segment with a
+training checkpoint (rule embed_segments, the input of speaker cleaning)."""
+import argparse
+
+from voxflow.data.manifests import read_table, write_embeddings
+from voxflow.embed.extract import Embedder, embed_segments, embed_utterances
+from voxflow.train.engine import load_network
+from voxflow.train.export import load_torchscript
+from voxflow.utils.scripting import json_arg, run
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    sub = ap.add_subparsers(dest="what", required=True)
+    utt = sub.add_parser("utterances")
+    utt.add_argument("--model", required=True, help="exported TorchScript model")
+    utt.add_argument("--config", default="{}", help="the config's embedding section as JSON")
+    seg = sub.add_parser("segments")
+    seg.add_argument("--checkpoint", required=True)
+    seg.add_argument("--window", type=float, default=2.0)
+    seg.add_argument("--hop", type=float, default=1.0)
+    seg.add_argument("--device", default="cpu")
+    for p in (utt, seg):
+        p.add_argument("--utterances", required=True)
+        p.add_argument("--out", required=True)
+    args = ap.parse_args()
+    utts = read_table(args.utterances, "utterances")
+    if args.what == "utterances":
+        cfg = json_arg(args.config, "--config")
+        model, meta = load_torchscript(args.model)
+        embedder = Embedder(model, meta, device=cfg.get("device", "cpu"), batch_size=cfg.get("batch_size", 64))
+        ids, matrix = embed_utterances(embedder, utts, cfg.get("window_s", 2.0), cfg.get("hop_s", 0.5),
+                                       mode=cfg.get("mode", "sea"))
+        spk = utts.set_index("utt_id").loc[ids, "spk_id"].tolist()
+        write_embeddings(ids, matrix, args.model, args.out, spk_id=spk)
+    else:
+        model, _, data_cfg = load_network(args.checkpoint)
+        embedder = Embedder(model, {"data_cfg": data_cfg}, device=args.device)
+        segments, matrix = embed_segments(embedder, utts, args.window, args.hop)
+        write_embeddings(segments.utt_id.tolist(), matrix, args.checkpoint, args.out,
+                         **{c: segments[c].tolist() for c in ("segment_id", "spk_id", "start_s", "end_s")})
+    print(f"{matrix.shape[0]} embeddings of dimension {matrix.shape[1]}")
+
+
+run(main)

@@ -1,0 +1,118 @@
+"""Embedding extraction: split-embed-average (SEA), whole utterances, 2 s training segments, raw waveforms."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from voxflow.audio.features import extract_features
+from voxflow.audio.io import read_audio
+from voxflow.cluster.kmeans import spherical_mean
+
+
+class Embedder:
+    """Wraps an exported network and its feature config; turns waveforms into embeddings."""
+
+    def __init__(self, model: torch.nn.Module, meta: dict, device: str = "cpu", batch_size: int = 64):
+        self.model = model.to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+        self.data_cfg = meta.get("data_cfg", {})
+        self.feat_cfg = self.data_cfg.get("features", {})
+        self.sample_rate = int(self.data_cfg.get("sample_rate", 16000))
+        self.frame_shift_s = float(self.feat_cfg.get("frame_shift_ms", 10.0)) / 1000.0
+
+    def features(self, wav: np.ndarray, sr: int) -> torch.Tensor:
+        return extract_features(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), sr, self.feat_cfg)
+
+    @torch.no_grad()
+    def embed_feature_batch(self, feats: list[torch.Tensor]) -> np.ndarray:
+        """Embed feature matrices, batching those of equal length together; rows follow ``feats``."""
+        out = [None] * len(feats)
+        by_len: dict[int, list[int]] = defaultdict(list)
+        for i, f in enumerate(feats):
+            by_len[f.shape[0]].append(i)
+        for idx in by_len.values():
+            for k in range(0, len(idx), self.batch_size):
+                chunk = idx[k:k + self.batch_size]
+                emb = self.model(torch.stack([feats[i] for i in chunk]).to(self.device)).float().cpu().numpy()
+                for i, e in zip(chunk, emb):
+                    out[i] = e
+        return np.stack(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+    def embed_waveforms(self, wavs: list[np.ndarray], sr: int) -> np.ndarray:
+        """One embedding per waveform (whole waveform as one input); used by diarization."""
+        return self.embed_feature_batch([self.features(w, sr) for w in wavs])
+
+
+def window_frames(num_frames: int, win: int, hop: int) -> list[tuple[int, int]]:
+    """Windows of ``win`` frames every ``hop``; a final window is aligned to the end; short input is one window."""
+    if num_frames <= win:
+        return [(0, num_frames)]
+    starts = list(range(0, num_frames - win + 1, hop))
+    if starts[-1] + win < num_frames:
+        starts.append(num_frames - win)
+    return [(s, s + win) for s in starts]
+
+
+def _iter_utterance_windows(embedder: Embedder, utterances: pd.DataFrame, window_s: float,
+                            hop_s: float) -> Iterator[tuple[pd.Series, list[tuple[int, int]], torch.Tensor]]:
+    win = max(1, round(window_s / embedder.frame_shift_s))
+    hop = max(1, round(hop_s / embedder.frame_shift_s))
+    resample = bool(embedder.data_cfg.get("resample", True))
+    for row in utterances.itertuples(index=False):
+        wav, sr = read_audio(row.path, expected_sr=embedder.sample_rate, resample=resample)
+        feats = embedder.features(wav, sr)
+        yield row, window_frames(feats.shape[0], win, hop), feats
+
+
+def embed_utterances(embedder: Embedder, utterances: pd.DataFrame, window_s: float = 2.0, hop_s: float = 0.5,
+                     mode: str = "sea", flush_every: int = 256) -> tuple[list[str], np.ndarray]:
+    """One embedding per utterance.
+
+    ``sea`` (Kaseva & Kurimo): embed ``window_s`` windows every ``hop_s`` (2 s, 1.5 s overlap) and take the
+    spherical mean (K=1 spherical K-means centre); ``full``: embed the whole utterance at once (Wespeaker).
+    """
+    ids, vectors = [], []
+    pending: list[tuple[str, list[torch.Tensor]]] = []
+
+    def flush():
+        flat = [w for _, ws in pending for w in ws]
+        emb = embedder.embed_feature_batch(flat)
+        k = 0
+        for utt, ws in pending:
+            part = emb[k:k + len(ws)]
+            k += len(ws)
+            ids.append(utt)
+            vectors.append(spherical_mean(part) if mode == "sea" else part[0] / max(np.linalg.norm(part[0]), 1e-12))
+        pending.clear()
+
+    for row, windows, feats in _iter_utterance_windows(embedder, utterances, window_s, hop_s):
+        if mode == "full":
+            windows = [(0, feats.shape[0])]
+        pending.append((row.utt_id, [feats[s:e] for s, e in windows]))
+        if sum(len(ws) for _, ws in pending) >= flush_every:
+            flush()
+    flush()
+    return ids, np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, 0), np.float32)
+
+
+def embed_segments(embedder: Embedder, utterances: pd.DataFrame, window_s: float = 2.0,
+                   hop_s: float = 1.0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Embeddings of every ``window_s`` segment every ``hop_s`` (the 2 s training samples of Kaseva & Kurimo)."""
+    rows, mats = [], []
+    for row, windows, feats in _iter_utterance_windows(embedder, utterances, window_s, hop_s):
+        mats.append(embedder.embed_feature_batch([feats[s:e] for s, e in windows]))
+        for s, e in windows:
+            rows.append({"utt_id": row.utt_id, "spk_id": row.spk_id, "start_s": s * embedder.frame_shift_s,
+                         "end_s": e * embedder.frame_shift_s})
+    matrix = np.concatenate(mats) if mats else np.zeros((0, 0), np.float32)
+    segments = pd.DataFrame(rows, columns=["utt_id", "spk_id", "start_s", "end_s"])
+    segments.insert(0, "segment_id", [f"{u}@{s:.2f}" for u, s in zip(segments.utt_id, segments.start_s)])
+    return segments, matrix
+
+

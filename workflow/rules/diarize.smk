@@ -1,0 +1,62 @@
+# Diarization: energy VAD -> 1.5 s sub-segments -> embeddings -> spectral clustering -> RTTM -> DER.
+
+
+rule diarize:
+    input:
+        model=f"{EXP}/{{exp}}/model.ts",
+        audio=lambda w: source_input(config["diarization_sets"][w.dset]["audio_dir"]),
+    output:
+        rttm=f"{EXP}/{{exp}}/diarization/{{dset}}/hyp.rttm",
+        turns=f"{EXP}/{{exp}}/diarization/{{dset}}/turns.parquet",
+    params:
+        audio_dir=lambda w: config["diarization_sets"][w.dset]["audio_dir"],
+        cfg=as_json(config["diarization"]),
+        device=config["embedding"]["device"],
+    wildcard_constraints:
+        exp="|".join(EXPERIMENTS),
+    log:
+        "logs/diarize/{exp}_{dset}.log",
+    benchmark:
+        "logs/bench/diarize_{exp}_{dset}.tsv"
+    shell:
+        "python {SCRIPTS}/diarize.py --model {input.model} --audio-dir {params.audio_dir:q}"
+        " --config {params.cfg:q} --device {params.device} --rttm {output.rttm}"
+        " --turns {output.turns} > {log} 2>&1"
+
+
+rule der:
+    input:
+        hyp=f"{EXP}/{{exp}}/diarization/{{dset}}/hyp.rttm",
+        ref=lambda w: source_input(config["diarization_sets"][w.dset]["rttm_dir"]),
+    output:
+        f"{EXP}/{{exp}}/diarization/{{dset}}/der.json",
+    params:
+        ref_dir=lambda w: config["diarization_sets"][w.dset]["rttm_dir"],
+        collar=config["diarization"]["collar"],
+    wildcard_constraints:
+        exp="|".join(EXPERIMENTS),
+    log:
+        "logs/der/{exp}_{dset}.log",
+    benchmark:
+        "logs/bench/der_{exp}_{dset}.tsv"
+    shell:
+        "python {SCRIPTS}/der.py --hyp {input.hyp} --ref-dir {params.ref_dir:q} --collar {params.collar}"
+        " --out {output} > {log} 2>&1"
+
+
+rule diarization_plot:
+    input:
+        hyps=lambda w: [f"{EXP}/{e}/diarization/{w.dset}/hyp.rttm" for e in EXPERIMENTS],
+        ref=lambda w: source_input(config["diarization_sets"][w.dset]["rttm_dir"]),
+    output:
+        report(f"{RESULTS}/diarization_{{dset}}.png", caption="../report/diarization.rst", category="Diarization"),
+    params:
+        ref_dir=lambda w: config["diarization_sets"][w.dset]["rttm_dir"],
+        names=" ".join(EXPERIMENTS),
+    log:
+        "logs/diarization_plot/{dset}.log",
+    benchmark:
+        "logs/bench/diarization_plot_{dset}.tsv"
+    shell:
+        "python {SCRIPTS}/diarization_plot.py --ref-dir {params.ref_dir:q} --names {params.names}"
+        " --hyps {input.hyps} --out {output} > {log} 2>&1"

@@ -1,0 +1,53 @@
+# Summary tables (papers' layout), training curves and the cleaning summary; the HTML report comes from
+# `snakemake --report results/report.html`.
+
+
+def summary_inputs(wildcards):
+    metrics = [f"{EXP}/{s}/scores/{t}/{b}.json" for s in systems() for t in config["trial_sets"]
+               for b in config["backends"]]
+    der = [f"{EXP}/{e}/diarization/{d}/der.json" for e in EXPERIMENTS for d in config["diarization_sets"]
+           if config["diarization_sets"][d]["rttm_dir"]]
+    return {"metrics": metrics, "der": der}
+
+
+rule summary:
+    input:
+        unpack(summary_inputs),
+    output:
+        csv=report(f"{RESULTS}/summary.csv", caption="../report/summary.rst", category="Summary"),
+        md=f"{RESULTS}/summary.md",
+    log:
+        "logs/summary.log",
+    benchmark:
+        "logs/bench/summary.tsv"
+    shell:
+        "python {SCRIPTS}/summary.py --metrics {input.metrics} --der {input.der} --exp-dir {EXP}"
+        " --csv {output.csv} --md {output.md} > {log} 2>&1 && cat {output.md}"
+
+
+rule training_curves:
+    input:
+        lambda w: [f"{EXP}/{e}/{s}/final.pt" for e in EXPERIMENTS for s in exp_stages(e)],
+    output:
+        report(f"{RESULTS}/training_curves.png", caption="../report/training.rst", category="Training"),
+    log:
+        "logs/training_curves.log",
+    benchmark:
+        "logs/bench/training_curves.tsv"
+    shell:
+        "python {SCRIPTS}/training_curves.py --out {output} {input} > {log} 2>&1"
+
+
+rule cleaning_report:
+    input:
+        summary=f"{DATA}/cleaning/summary.json",
+        speakers=f"{DATA}/cleaning/speakers.parquet",
+    output:
+        report(f"{RESULTS}/cleaning.md", caption="../report/cleaning.rst", category="Cleaning"),
+    log:
+        "logs/cleaning_report.log",
+    benchmark:
+        "logs/bench/cleaning_report.tsv"
+    shell:
+        "python {SCRIPTS}/cleaning_report.py --summary {input.summary} --speakers {input.speakers}"
+        " --out {output} > {log} 2>&1"

@@ -1,0 +1,19 @@
+# Tar shards of the training set (Wespeaker's UIO format) and their shard list.
+
+
+rule shards:
+    input:
+        f"{DATA}/train/utterances.parquet",
+    output:
+        directory(f"{DATA}/shards/train"),
+    params:
+        cfg=as_json(config["shards"]),
+        seed=config["seed"],
+    threads: config["shards"]["jobs"]
+    log:
+        "logs/shards.log",
+    benchmark:
+        "logs/bench/shards.tsv"
+    shell:
+        "python {SCRIPTS}/make_shards.py --utterances {input} --out {output} --config {params.cfg:q}"
+        " --seed {params.seed} > {log} 2>&1"
