@@ -7,7 +7,6 @@ import torch
 from voxflow.audio.features import feature_dim
 from voxflow.train.engine import build_network, load_network
 from voxflow.train.export import export_onnx, export_torchscript
-from voxflow.train.stage_config import resolve_stage
 from voxflow.utils.scripting import json_arg, run
 
 
@@ -22,8 +21,8 @@ def main():
     if args.checkpoint:
         model, model_cfg, data_cfg = load_network(args.checkpoint)
     else:
-        cfg = resolve_stage(json_arg(args.untrained_config, "--untrained-config"), "warmup")
-        model_cfg, data_cfg = cfg["model"], cfg["data"]
+        cfg = json_arg(args.untrained_config, "--untrained-config")
+        model_cfg, data_cfg = cfg["model"], cfg.get("data", {})
         torch.manual_seed(int(cfg.get("seed", 0)))
         model = build_network(model_cfg, data_cfg).eval()
     fdim = feature_dim(data_cfg.get("features", {}))

@@ -41,6 +41,21 @@ def source_input(path):
     return []
 
 
+SHARED_TRAINING_KEYS = ["device", "seed", "model", "data", "optimizer", "scheduler", "clip_grad_norm", "amp"]
+
+
+def stage_config(exp, stage):
+    """The part of an experiment's config a training stage depends on (so other edits do not retrain it)."""
+    cfg = config["experiments"][exp]
+    return {k: v for k, v in cfg.items() if k in SHARED_TRAINING_KEYS or k == stage}
+
+
+def network_config(exp):
+    """The part of an experiment's config that defines its (untrained) network."""
+    cfg = config["experiments"][exp]
+    return {k: cfg[k] for k in ("seed", "model", "data") if k in cfg}
+
+
 def exp_stages(exp):
     """The training stages an experiment runs, in order (a stage with 0 epochs or absent is skipped)."""
     cfg = config["experiments"][exp]

@@ -13,7 +13,7 @@ rule train_stage:
     output:
         f"{EXP}/{{exp}}/{{stage}}/final.pt",
     params:
-        cfg=lambda w: as_json(config["experiments"][w.exp]),
+        cfg=lambda w: as_json(stage_config(w.exp, w.stage)),
         exclusions=lambda w, input: f"--exclusions {input.exclusions}" if input.exclusions else "",
         init=lambda w, input: f"--init {input.previous}" if input.previous else "",
     wildcard_constraints:
@@ -69,7 +69,7 @@ rule export_untrained:
     output:
         f"{EXP}/{{exp}}_untrained/model.ts",
     params:
-        cfg=lambda w: as_json(config["experiments"][w.exp]),
+        cfg=lambda w: as_json(network_config(w.exp)),
     wildcard_constraints:
         exp="|".join(EXPERIMENTS),
     log:

@@ -1,0 +1,95 @@
+"""`voxflow` command line for users with an exported model: embed, verify, diarize."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from voxflow.audio.io import read_audio
+from voxflow.errors import VoxflowError
+from voxflow.utils.scripting import run
+
+
+def _embedder(model_path: str, device: str):
+    from voxflow.embed.extract import Embedder
+    from voxflow.train.export import load_torchscript
+
+    model, meta = load_torchscript(model_path)
+    return Embedder(model, meta, device=device)
+
+
+def _utterances(paths: list[str], sample_rate: int) -> pd.DataFrame:
+    return pd.DataFrame({"utt_id": [str(Path(p).with_suffix("")) for p in paths], "path": paths,
+                         "spk_id": "", "sample_rate": sample_rate})
+
+
+def cmd_embed(args) -> None:
+    from voxflow.data.manifests import write_embeddings
+    from voxflow.embed.extract import embed_utterances
+
+    embedder = _embedder(args.model, args.device)
+    ids, matrix = embed_utterances(embedder, _utterances(args.audio, embedder.sample_rate), mode=args.mode)
+    write_embeddings(ids, matrix, args.model, args.out)
+    print(f"{len(ids)} embeddings of dimension {matrix.shape[1]} -> {args.out}")
+
+
+def cmd_verify(args) -> None:
+    from voxflow.embed.extract import embed_utterances
+
+    embedder = _embedder(args.model, args.device)
+    _, matrix = embed_utterances(embedder, _utterances([args.enroll, args.test], embedder.sample_rate), mode=args.mode)
+    score = float(np.dot(matrix[0], matrix[1]) / (np.linalg.norm(matrix[0]) * np.linalg.norm(matrix[1])))
+    print(f"cosine {score:.4f}" + ("" if args.threshold is None else
+                                   f" -> {'same' if score >= args.threshold else 'different'} speaker"))
+
+
+def cmd_diarize(args) -> None:
+    from voxflow.diarize.pipeline import diarize
+    from voxflow.diarize.rttm import write_rttm
+
+    embedder = _embedder(args.model, args.device)
+    wav, sr = read_audio(args.audio, expected_sr=embedder.sample_rate, resample=True)
+    turns = diarize(wav, sr, Path(args.audio).stem, lambda segs: embedder.embed_waveforms(segs, sr),
+                    num_speakers=args.num_speakers, max_speakers=args.max_speakers)
+    write_rttm(turns, args.rttm)
+    print(f"{turns.speaker.nunique()} speakers, {len(turns)} turns -> {args.rttm}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="voxflow", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("embed", help="embed audio files into an embeddings Parquet")
+    e.add_argument("model", help="exported model (model.ts)")
+    e.add_argument("audio", nargs="+")
+    e.add_argument("--out", required=True)
+    v = sub.add_parser("verify", help="cosine score of two recordings")
+    v.add_argument("model")
+    v.add_argument("enroll")
+    v.add_argument("test")
+    v.add_argument("--threshold", type=float)
+    d = sub.add_parser("diarize", help="diarize one recording into an RTTM")
+    d.add_argument("model")
+    d.add_argument("audio")
+    d.add_argument("--rttm", required=True)
+    d.add_argument("--num-speakers", type=int)
+    d.add_argument("--max-speakers", type=int, default=8)
+    for p in (e, v, d):
+        p.add_argument("--device", default="cpu")
+    for p in (e, v):
+        p.add_argument("--mode", choices=["sea", "full"], default="sea")
+    return ap
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    commands = {"embed": cmd_embed, "verify": cmd_verify, "diarize": cmd_diarize}
+
+    def go():
+        if args.command not in commands:
+            raise VoxflowError(f"unknown command {args.command}")
+        commands[args.command](args)
+
+    run(go)
