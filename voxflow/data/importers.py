@@ -17,6 +17,24 @@ def _audio_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
 
 
+def check_audio(where: str, sr: int, duration: float, sample_rate: int, on_other_rate: str,
+                min_duration_s: float) -> None:
+    """The import-time checks on one utterance (sample rate policy, minimum duration); ``where`` names it."""
+    if sr != sample_rate and on_other_rate == "error":
+        raise VoxflowError(f"{where}: sample rate {sr} Hz, expected {sample_rate} Hz "
+                           "(set audio.on_other_rate: resample to convert)")
+    if duration < min_duration_s:
+        raise VoxflowError(f"{where}: {duration:.2f} s long, shorter than audio.min_duration_s={min_duration_s}")
+
+
+def session_of(utt_id: str, spk_id: str, default: str) -> str:
+    """Session of an utterance: ``spk/session`` for VoxCeleb-style ids ``spk/session/utt``, else ``default``."""
+    parts = utt_id.split("/")
+    if len(parts) == 3 and parts[0] == spk_id:
+        return f"{parts[0]}/{parts[1]}"
+    return default
+
+
 def import_voxceleb_dir(root: str | os.PathLike, sample_rate: int = 16000, on_other_rate: str = "resample",
                         min_duration_s: float = 0.0, corpus: str = "") -> pd.DataFrame:
     """Manifest of a directory in VoxCeleb layout ``speaker/session/utterance.{wav,flac}``.
@@ -35,11 +53,7 @@ def import_voxceleb_dir(root: str | os.PathLike, sample_rate: int = 16000, on_ot
             raise VoxflowError(f"{path}: not in VoxCeleb layout speaker/session/utterance (under {base})")
         sr, n, _ = audio_info(path)
         duration = n / sr
-        if sr != sample_rate and on_other_rate == "error":
-            raise VoxflowError(f"{path}: sample rate {sr} Hz, expected {sample_rate} Hz "
-                               "(set audio.on_other_rate: resample to convert)")
-        if duration < min_duration_s:
-            raise VoxflowError(f"{path}: {duration:.2f} s long, shorter than audio.min_duration_s={min_duration_s}")
+        check_audio(str(path), sr, duration, sample_rate, on_other_rate, min_duration_s)
         spk, session = rel.parts[0], rel.parts[1]
         rows.append({"utt_id": str(rel.with_suffix("")), "spk_id": spk, "session_id": f"{spk}/{session}",
                      "path": str(path.resolve()), "sample_rate": sr, "num_samples": n, "duration_s": duration,
@@ -82,4 +96,95 @@ def import_augmentation_dir(root: str | os.PathLike, kind: str) -> pd.DataFrame:
         rows.append({"path": str(path.resolve()), "kind": label, "sample_rate": sr, "num_samples": n})
     if not rows:
         raise VoxflowError(f"{base}: no .wav or .flac files found")
+    return pd.DataFrame(rows)
+
+
+IMPORT_FORMATS = ("voxceleb", "kaldi", "wespeaker")
+
+
+def import_corpus(path: str | os.PathLike, fmt: str = "voxceleb", corpus: str = "", **options) -> pd.DataFrame:
+    """Utterances manifest of a local corpus in one of IMPORT_FORMATS (options go to that importer)."""
+    if fmt == "voxceleb":
+        return import_voxceleb_dir(path, corpus=corpus, **options)
+    if fmt == "kaldi":
+        from voxflow.data.kaldi import import_kaldi_dir
+
+        return import_kaldi_dir(path, corpus=corpus, **options)
+    if fmt == "wespeaker":
+        from voxflow.data.wespeaker_lists import import_wespeaker_list
+
+        return import_wespeaker_list(path, corpus=corpus, **options)
+    raise VoxflowError(f"unknown corpus format {fmt!r} for {path}; known: {list(IMPORT_FORMATS)}")
+
+
+def _by_stem(files: list[Path], what: str) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for f in files:
+        if f.stem in out:
+            raise VoxflowError(f"{f}: {what} name {f.stem!r} also used by {out[f.stem]}")
+        out[f.stem] = f
+    return out
+
+
+def _name_sample(names) -> str:
+    names = sorted(names)
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def import_diarization_dir(audio_dir: str | os.PathLike, rttm_dir: str | os.PathLike,
+                           uem_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Table of diarization recordings: recording_id, path, rttm_path, uem_path, sample_rate, num_samples, duration_s.
+
+    Audio (``*.wav``/``*.flac`` under ``audio_dir``) and references (``*.rttm`` under ``rttm_dir``)
+    are paired by file name stem; a recording without RTTM, an RTTM without audio, or an RTTM
+    whose SPEAKER lines name another file id is an error. ``uem_dir`` is a directory of
+    ``<recording>.uem`` files or one UEM file covering every recording (uem_path is then that file).
+    """
+    from voxflow.diarize.rttm import read_rttm, read_uem
+
+    audio_root, rttm_root = Path(audio_dir), Path(rttm_dir)
+    for d, what in ((audio_root, "audio"), (rttm_root, "RTTM")):
+        if not d.is_dir():
+            raise VoxflowError(f"{d}: {what} directory not found")
+    audio = _by_stem(_audio_files(audio_root), "audio file")
+    rttms = _by_stem(sorted(p for p in rttm_root.rglob("*.rttm") if p.is_file()), "RTTM file")
+    if not audio:
+        raise VoxflowError(f"{audio_root}: no .wav or .flac files found")
+    no_rttm, no_audio = set(audio) - set(rttms), set(rttms) - set(audio)
+    if no_rttm:
+        raise VoxflowError(f"{rttm_root}: no RTTM for {len(no_rttm)} recording(s) of {audio_root}: "
+                           f"{_name_sample(no_rttm)}")
+    if no_audio:
+        raise VoxflowError(f"{audio_root}: no audio for {len(no_audio)} RTTM file(s) of {rttm_root}: "
+                           f"{_name_sample(no_audio)}")
+    uems: dict[str, Path] = {}
+    if uem_dir is not None and str(uem_dir):
+        uem_root = Path(uem_dir)
+        if uem_root.is_file():
+            covered = set(read_uem(uem_root)["file_id"])
+            missing = set(audio) - covered
+            if missing:
+                raise VoxflowError(f"{uem_root}: no UEM region for {len(missing)} recording(s): "
+                                   f"{_name_sample(missing)}")
+            uems = {rec: uem_root for rec in audio}
+        elif uem_root.is_dir():
+            uems = _by_stem(sorted(p for p in uem_root.rglob("*.uem") if p.is_file()), "UEM file")
+            missing = set(audio) - set(uems)
+            if missing:
+                raise VoxflowError(f"{uem_root}: no UEM file for {len(missing)} recording(s): {_name_sample(missing)}")
+            for rec, path in uems.items():
+                if rec in audio:
+                    read_uem(path)  # parse errors name the file and line
+        else:
+            raise VoxflowError(f"{uem_root}: UEM directory or file not found")
+    rows = []
+    for rec in sorted(audio):
+        ids = set(read_rttm(rttms[rec])["file_id"])
+        if ids - {rec}:
+            raise VoxflowError(f"{rttms[rec]}: SPEAKER lines name file id(s) {sorted(ids - {rec})}, "
+                               f"expected {rec!r} (the file name)")
+        sr, n, _ = audio_info(audio[rec])
+        rows.append({"recording_id": rec, "path": str(audio[rec].resolve()), "rttm_path": str(rttms[rec].resolve()),
+                     "uem_path": str(uems[rec].resolve()) if rec in uems else None,
+                     "sample_rate": sr, "num_samples": n, "duration_s": n / sr})
     return pd.DataFrame(rows)

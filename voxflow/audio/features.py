@@ -1,0 +1,251 @@
+"""Acoustic features: Kaldi-compatible fbank / MFCC, mean normalisation and energy VAD.
+
+Features follow ``torchaudio.compliance.kaldi`` on audio scaled to the int16 range
+(``wav * 32768``, as Wespeaker does). fbank uses a Hamming window and no energy floor
+(Wespeaker); MFCC uses Kaldi's defaults (Povey window). Frames are 25 ms / 10 ms with Kaldi's
+``snip_edges`` framing, so N samples give ``1 + (N - win) // hop`` frames.
+
+Without dither, fbank runs the same steps as ``kaldi.fbank`` (DC removal, pre-emphasis 0.97,
+window, power spectrum, Kaldi mel banks from ``kaldi.get_mel_banks``, log) with the window and
+mel banks cached per configuration: equal to ``kaldi.fbank`` up to float rounding (tested) and
+about twice as fast, which matters on the training data path. With dither, ``kaldi.fbank`` is
+called directly.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torchaudio.compliance.kaldi as kaldi
+
+from voxflow.errors import VoxflowError
+
+FEATURE_DEFAULTS: dict = {
+    "kind": "fbank",
+    "num_mel_bins": 80,
+    "num_ceps": 30,
+    "frame_length_ms": 25.0,
+    "frame_shift_ms": 10.0,
+    "dither": 0.0,
+    "cmn": "utterance",
+    "cmn_window": 300,
+    "cmvn_norm_vars": False,
+    "vad": False,
+}
+
+# Kaldi compute-vad-energy settings of the x-vector recipes (Margin Matters' energy VAD).
+VAD_ENERGY_THRESHOLD = 5.5
+VAD_ENERGY_MEAN_SCALE = 0.5
+VAD_FRAMES_CONTEXT = 2
+VAD_PROPORTION_THRESHOLD = 0.12
+
+_INT16_SCALE = 32768.0
+
+
+def validate_features_cfg(cfg: dict | None, where: str = "features") -> dict:
+    """Return ``cfg`` merged over the defaults; unknown keys or bad values raise VoxflowError."""
+    cfg = dict(cfg or {})
+    for key in cfg:
+        if key not in FEATURE_DEFAULTS:
+            raise VoxflowError(f"{where}: unknown key {key!r}; known keys: {sorted(FEATURE_DEFAULTS)}")
+    out = {**FEATURE_DEFAULTS, **cfg}
+    if out["kind"] not in ("fbank", "mfcc"):
+        raise VoxflowError(f"{where}.kind: must be 'fbank' or 'mfcc', got {out['kind']!r}")
+    if out["cmn"] not in ("utterance", "sliding", "none"):
+        raise VoxflowError(f"{where}.cmn: must be 'utterance', 'sliding' or 'none', got {out['cmn']!r}")
+    for key in ("num_mel_bins", "num_ceps", "cmn_window"):
+        if not isinstance(out[key], int) or isinstance(out[key], bool) or out[key] <= 0:
+            raise VoxflowError(f"{where}.{key}: must be a positive integer, got {out[key]!r}")
+    for key in ("frame_length_ms", "frame_shift_ms"):
+        if not isinstance(out[key], (int, float)) or out[key] <= 0:
+            raise VoxflowError(f"{where}.{key}: must be a positive number, got {out[key]!r}")
+    if not isinstance(out["dither"], (int, float)) or out["dither"] < 0:
+        raise VoxflowError(f"{where}.dither: must be a non-negative number, got {out['dither']!r}")
+    for key in ("cmvn_norm_vars", "vad"):
+        if not isinstance(out[key], bool):
+            raise VoxflowError(f"{where}.{key}: must be true or false, got {out[key]!r}")
+    if out["kind"] == "mfcc" and out["num_ceps"] > out["num_mel_bins"]:
+        raise VoxflowError(
+            f"{where}.num_ceps: {out['num_ceps']} cepstra need at least as many mel bins, got {out['num_mel_bins']}"
+        )
+    return out
+
+
+def feature_dim(cfg: dict | None) -> int:
+    """Number of feature coefficients per frame for a features config."""
+    c = validate_features_cfg(cfg)
+    return c["num_ceps"] if c["kind"] == "mfcc" else c["num_mel_bins"]
+
+
+def _frame_sizes(sr: int, frame_length_ms: float, frame_shift_ms: float) -> tuple[int, int]:
+    # Same rounding as torchaudio.compliance.kaldi.
+    return int(sr * frame_length_ms * 0.001), int(sr * frame_shift_ms * 0.001)
+
+
+def num_frames(num_samples: int, sr: int, cfg: dict | None = None) -> int:
+    """Frames produced for ``num_samples`` samples (Kaldi snip_edges framing), before VAD."""
+    c = validate_features_cfg(cfg)
+    win, hop = _frame_sizes(sr, c["frame_length_ms"], c["frame_shift_ms"])
+    return 0 if num_samples < win else 1 + (num_samples - win) // hop
+
+
+def _as_wave(wav, sr: int, frame_length_ms: float) -> torch.Tensor:
+    x = torch.as_tensor(wav, dtype=torch.float32)
+    if x.dim() != 1:
+        raise VoxflowError(f"features: expected 1-D audio (samples,), got shape {tuple(x.shape)}")
+    win = int(sr * frame_length_ms * 0.001)
+    if x.numel() < win:
+        raise VoxflowError(f"features: audio of {x.numel()} samples is shorter than one {frame_length_ms} ms frame")
+    return x
+
+
+@functools.lru_cache(maxsize=16)
+def _fbank_constants(sr: int, win: int, num_mel_bins: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """(FFT size, Hamming window, (fft bins, mel bins) Kaldi filterbank) as kaldi.fbank builds them per call."""
+    nfft = 1 << (win - 1).bit_length()
+    window = torch.hamming_window(win, periodic=False, alpha=0.54, beta=0.46, dtype=torch.float32)
+    banks, _ = kaldi.get_mel_banks(num_mel_bins, nfft, float(sr), 20.0, 0.0, 100.0, -500.0, 1.0)
+    banks = torch.nn.functional.pad(banks, (0, 1)).T.contiguous().to(torch.float32)  # zero weight on Nyquist
+    return nfft, window, banks
+
+
+def fbank(
+    wav, sr: int, num_mel_bins: int = 80, frame_length_ms: float = 25.0, frame_shift_ms: float = 10.0,
+    dither: float = 0.0,
+) -> torch.Tensor:
+    """Log Mel filterbank (frames, num_mel_bins) of a float waveform in [-1, 1] (kaldi.fbank, Hamming window)."""
+    x = _as_wave(wav, sr, frame_length_ms)
+    if dither == 0.0:
+        win, hop = _frame_sizes(sr, frame_length_ms, frame_shift_ms)
+        nfft, window, banks = _fbank_constants(int(sr), win, num_mel_bins)
+        frames = (x * _INT16_SCALE).unfold(0, win, hop)
+        frames = frames - frames.mean(dim=1, keepdim=True)
+        previous = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)
+        spec = torch.fft.rfft((frames - 0.97 * previous) * window, n=nfft)
+        power = spec.real.square() + spec.imag.square()
+        return (power @ banks).clamp_min(torch.finfo(torch.float32).eps).log()
+    return kaldi.fbank(
+        x.unsqueeze(0) * _INT16_SCALE,
+        num_mel_bins=num_mel_bins,
+        frame_length=frame_length_ms,
+        frame_shift=frame_shift_ms,
+        dither=dither,
+        sample_frequency=sr,
+        window_type="hamming",
+        energy_floor=0.0,
+    )
+
+
+def mfcc(
+    wav, sr: int, num_ceps: int = 30, num_mel_bins: int = 80, frame_length_ms: float = 25.0,
+    frame_shift_ms: float = 10.0, dither: float = 0.0,
+) -> torch.Tensor:
+    """Kaldi MFCC (frames, num_ceps) of a float waveform in [-1, 1]."""
+    x = _as_wave(wav, sr, frame_length_ms)
+    return kaldi.mfcc(
+        x.unsqueeze(0) * _INT16_SCALE,
+        num_ceps=num_ceps,
+        num_mel_bins=num_mel_bins,
+        frame_length=frame_length_ms,
+        frame_shift=frame_shift_ms,
+        dither=dither,
+        sample_frequency=sr,
+    )
+
+
+def apply_cmn(feats: torch.Tensor, norm_vars: bool = False) -> torch.Tensor:
+    """Subtract the per-utterance mean of each coefficient (and divide by its std if ``norm_vars``)."""
+    out = feats - feats.mean(dim=0, keepdim=True)
+    if norm_vars:
+        out = out / feats.std(dim=0, unbiased=False, keepdim=True).clamp_min(1e-5)
+    return out
+
+
+def sliding_cmn(feats: torch.Tensor, window: int = 300, norm_vars: bool = False) -> torch.Tensor:
+    """Centred sliding-window mean normalisation with Kaldi ``apply-cmvn-sliding --center=true`` semantics.
+
+    Frame t uses frames [t - window//2, t - window//2 + window), shifted to stay inside the
+    utterance; utterances shorter than ``window`` use all their frames.
+    """
+    n = feats.shape[0]
+    if n == 0:
+        return feats.clone()
+    t = torch.arange(n)
+    start = t - window // 2
+    end = start + window
+    shift_right = (-start).clamp_min(0)
+    start, end = start + shift_right, end + shift_right
+    shift_left = (end - n).clamp_min(0)
+    start, end = (start - shift_left).clamp_min(0), end - shift_left
+    x = feats.to(torch.float64)
+    zero = torch.zeros(1, x.shape[1], dtype=torch.float64)
+    csum = torch.cat([zero, x.cumsum(0)])
+    count = (end - start).to(torch.float64).unsqueeze(1)
+    mean = (csum[end] - csum[start]) / count
+    out = x - mean
+    if norm_vars:
+        csq = torch.cat([zero, (x * x).cumsum(0)])
+        var = (csq[end] - csq[start]) / count - mean * mean
+        out = out / var.clamp_min(1e-10).sqrt()
+    return out.to(feats.dtype)
+
+
+def frame_log_energy(wav, sr: int, frame_length_ms: float = 25.0, frame_shift_ms: float = 10.0) -> torch.Tensor:
+    """Kaldi raw log energy per frame (DC removed, before windowing) of int16-scaled audio."""
+    x = _as_wave(wav, sr, frame_length_ms) * _INT16_SCALE
+    win, hop = _frame_sizes(sr, frame_length_ms, frame_shift_ms)
+    frames = x.unfold(0, win, hop)
+    frames = frames - frames.mean(dim=1, keepdim=True)
+    energy = (frames * frames).sum(dim=1)
+    return energy.clamp_min(torch.finfo(torch.float32).eps).log()
+
+
+def energy_vad(log_energy: torch.Tensor) -> torch.Tensor:
+    """Kaldi ``compute-vad-energy``: boolean mask of voiced frames from per-frame log energy.
+
+    A frame is voiced when at least ``VAD_PROPORTION_THRESHOLD`` of the frames within
+    ``VAD_FRAMES_CONTEXT`` frames of it exceed ``VAD_ENERGY_THRESHOLD + VAD_ENERGY_MEAN_SCALE * mean``.
+    """
+    n = log_energy.numel()
+    if n == 0:
+        return torch.zeros(0, dtype=torch.bool)
+    threshold = VAD_ENERGY_THRESHOLD + VAD_ENERGY_MEAN_SCALE * log_energy.mean()
+    above = (log_energy > threshold).to(torch.float64)
+    c = VAD_FRAMES_CONTEXT
+    csum = torch.cat([torch.zeros(1, dtype=torch.float64), above.cumsum(0)])
+    t = torch.arange(n)
+    lo, hi = (t - c).clamp_min(0), (t + c + 1).clamp_max(n)
+    count = csum[hi] - csum[lo]
+    return count >= (hi - lo).to(torch.float64) * VAD_PROPORTION_THRESHOLD
+
+
+def extract_features(wav, sr: int, cfg: dict | None = None) -> torch.Tensor:
+    """Features (frames, dim) float32 of a 1-D float waveform in [-1, 1] as configured by ``cfg``.
+
+    Order: fbank/MFCC, then CMN over all frames, then (if ``vad``) dropping of unvoiced frames,
+    as in the Kaldi x-vector recipe Margin Matters follows.
+    """
+    return extract_validated(wav, sr, validate_features_cfg(cfg))
+
+
+def extract_validated(wav, sr: int, c: dict) -> torch.Tensor:
+    """extract_features for a config already returned by validate_features_cfg (no re-checking)."""
+    if c["kind"] == "fbank":
+        feats = fbank(wav, sr, c["num_mel_bins"], c["frame_length_ms"], c["frame_shift_ms"], c["dither"])
+    else:
+        feats = mfcc(wav, sr, c["num_ceps"], c["num_mel_bins"], c["frame_length_ms"], c["frame_shift_ms"], c["dither"])
+    if c["cmn"] == "utterance":
+        feats = apply_cmn(feats, c["cmvn_norm_vars"])
+    elif c["cmn"] == "sliding":
+        feats = sliding_cmn(feats, c["cmn_window"], c["cmvn_norm_vars"])
+    if c["vad"]:
+        voiced = energy_vad(frame_log_energy(wav, sr, c["frame_length_ms"], c["frame_shift_ms"]))
+        feats = feats[voiced[: feats.shape[0]]]
+    return feats.to(torch.float32).contiguous()
+
+
+def frames_for_seconds(seconds: float, sr: int, cfg: dict | None = None) -> int:
+    """Frames produced for a chunk of ``seconds`` (samples rounded to the nearest integer)."""
+    return num_frames(int(math.floor(seconds * sr + 0.5)), sr, cfg)

@@ -1,0 +1,225 @@
+"""Tar shards (Wespeaker/Wenet "UIO"): many small audio files packed into few large tars.
+
+Each utterance is a member pair ``<key>.json`` (metadata) + ``<key>.wav``/``.flac`` (the original
+file bytes, not re-encoded), where ``key`` is a zero-padded running index over the shuffled
+manifest (utterance ids may contain '/'). Tars are written deterministically (fixed mtime, owner
+and mode), so the same manifest and seed give byte-identical shards and digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import tarfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from voxflow.audio.io import decode_audio
+from voxflow.errors import VoxflowError
+from voxflow.utils.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+REQUIRED_COLUMNS = ("utt_id", "spk_id", "session_id", "path", "sample_rate", "num_samples")
+_NOT_IN_JSON = ("path",)  # the source location is meaningless once packed
+KEY_DIGITS = 9
+
+
+def _json_value(value):
+    """``value`` as a plain JSON value, or raise TypeError/ValueError if it has none."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    json.dumps(value, allow_nan=False)
+    return value
+
+
+def _metadata(row: dict) -> dict:
+    meta = {}
+    for col, value in row.items():
+        if col in _NOT_IN_JSON:
+            continue
+        try:
+            meta[col] = _json_value(value)
+        except (TypeError, ValueError):
+            continue  # not JSON-serialisable: left out
+    for col in ("sample_rate", "num_samples"):
+        if meta.get(col) is not None:
+            meta[col] = int(meta[col])
+    return meta
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_one(shard_path: str, members: list[tuple[str, str, dict]]) -> dict:
+    """Write one tar of (key, audio path, metadata) members atomically; return its shards row."""
+    with atomic_path(shard_path) as tmp:
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for key, src, meta in members:
+                utt = meta["utt_id"]
+                suffix = Path(src).suffix.lower()
+                try:
+                    data = Path(src).read_bytes()
+                except OSError as exc:
+                    raise VoxflowError(f"{src}: cannot read audio of utterance {utt!r}: {exc}") from exc
+                if not data:
+                    raise VoxflowError(f"{src}: empty audio file (utterance {utt!r})")
+                try:
+                    info = sf.info(io.BytesIO(data))
+                except (sf.LibsndfileError, RuntimeError) as exc:
+                    raise VoxflowError(f"{src}: not a readable audio file (utterance {utt!r}): {exc}") from exc
+                if info.frames <= 0:
+                    raise VoxflowError(f"{src}: audio contains no samples (utterance {utt!r})")
+                _add_member(tar, f"{key}.json", json.dumps(meta, sort_keys=True).encode())
+                _add_member(tar, f"{key}{suffix}", data)
+        digest = file_sha256(tmp)
+        size = os.path.getsize(tmp)
+    return {"shard_path": shard_path, "num_utts": len(members), "num_bytes": size, "sha256": digest}
+
+
+def write_shards(
+    utterances_df: pd.DataFrame, out_dir: str | os.PathLike, utts_per_shard: int = 1000, seed: int = 0,
+    jobs: int = 1, prefix: str = "shard",
+) -> pd.DataFrame:
+    """Shuffle the utterances with ``seed`` and pack them into ``<prefix>_000000.tar``, ... in ``out_dir``.
+
+    Returns the shards table (shard_path as ``out_dir / name``, num_utts, num_bytes, sha256).
+    ``jobs > 1`` writes shards in parallel processes.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in utterances_df.columns]
+    if missing:
+        raise VoxflowError(f"write_shards: utterances table lacks column(s) {missing}")
+    if len(utterances_df) == 0:
+        raise VoxflowError("write_shards: the utterances table is empty")
+    if not isinstance(utts_per_shard, int) or utts_per_shard <= 0:
+        raise VoxflowError(f"write_shards: utts_per_shard must be a positive integer, got {utts_per_shard!r}")
+    df = utterances_df.reset_index(drop=True)
+    bad = [p for p in df["path"].astype(str) if Path(p).suffix.lower() not in AUDIO_SUFFIXES]
+    if bad:
+        raise VoxflowError(f"{bad[0]}: only {AUDIO_SUFFIXES} files can be packed into shards ({len(bad)} such file(s))")
+    order = np.random.default_rng(seed).permutation(len(df))
+    records = df.to_dict("records")
+    members = [(f"{i:0{KEY_DIGITS}d}", str(records[j]["path"]), _metadata(records[j])) for i, j in enumerate(order)]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = [
+        (str(out / f"{prefix}_{s:06d}.tar"), members[start : start + utts_per_shard])
+        for s, start in enumerate(range(0, len(members), utts_per_shard))
+    ]
+    if jobs > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+            rows = list(pool.map(_write_one, *zip(*tasks)))
+    else:
+        rows = [_write_one(path, group) for path, group in tasks]
+    return pd.DataFrame(rows, columns=["shard_path", "num_utts", "num_bytes", "sha256"])
+
+
+def verify_shard(path: str | os.PathLike, sha256: str) -> None:
+    """Raise VoxflowError if the shard is missing or its SHA-256 differs from ``sha256``."""
+    p = Path(path)
+    if not p.is_file():
+        raise VoxflowError(f"{p}: shard not found")
+    actual = file_sha256(p)
+    if actual != sha256:
+        raise VoxflowError(f"{p}: shard checksum mismatch: expected sha256 {sha256}, got {actual}")
+
+
+def _emit(shard: str, key: str, group: dict, decode: bool, stats: dict | None):
+    """Turn one member group into a sample dict, or None (logged and counted) if it is corrupt."""
+    where = f"{shard}:{key}"
+    try:
+        if "json" not in group:
+            raise VoxflowError(f"{where}: metadata member {key}.json missing")
+        if "audio" not in group:
+            raise VoxflowError(f"{where}: audio member missing")
+        try:
+            meta = json.loads(group["json"])
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise VoxflowError(f"{where}.json: invalid metadata: {exc}") from exc
+        if not isinstance(meta, dict) or "utt_id" not in meta or "spk_id" not in meta:
+            raise VoxflowError(f"{where}.json: metadata lacks utt_id/spk_id")
+        name, data = group["audio"]
+        if decode:
+            wav, sr = decode_audio(data, f"{shard}:{name}")
+            meta["wav"], meta["sample_rate"] = wav, sr
+        else:
+            meta["audio"], meta["audio_name"] = data, f"{shard}:{name}"
+    except VoxflowError as exc:
+        log.warning("skipping corrupt shard member: %s", exc)
+        if stats is not None:
+            stats["skipped"] = stats.get("skipped", 0) + 1
+        return None
+    if stats is not None:
+        stats["ok"] = stats.get("ok", 0) + 1
+    return meta
+
+
+def iter_shard(path: str | os.PathLike, decode: bool = True, stats: dict | None = None) -> Iterator[dict]:
+    """Stream the utterances of a shard in order as dicts of their metadata plus audio.
+
+    With ``decode`` each dict has ``wav`` (float32 mono) and ``sample_rate``; without, the raw
+    file bytes as ``audio`` and a printable ``audio_name``. Corrupt members are logged and
+    skipped; ``stats`` (if given) counts ``ok`` and ``skipped`` utterances. A truncated tar stops
+    the shard after logging (counted as one skipped utterance).
+    """
+    shard = str(path)
+    if not Path(shard).is_file():
+        raise VoxflowError(f"{shard}: shard not found")
+    key, group = None, {}
+    with open(shard, "rb") as f:
+        try:
+            with tarfile.open(fileobj=f, mode="r|") as tar:
+                for member in tar:
+                    if not member.isfile():
+                        continue
+                    mkey, _, ext = member.name.rpartition(".")
+                    if mkey != key:
+                        if key is not None:
+                            sample = _emit(shard, key, group, decode, stats)
+                            if sample is not None:
+                                yield sample
+                        key, group = mkey, {}
+                    data = tar.extractfile(member).read()
+                    if ext == "json":
+                        group["json"] = data
+                    else:
+                        group["audio"] = (member.name, data)
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            log.warning("%s: shard is damaged after key %s, rest of shard skipped: %s", shard, key, exc)
+            if stats is not None:
+                stats["skipped"] = stats.get("skipped", 0) + 1
+            return
+    if key is not None:
+        sample = _emit(shard, key, group, decode, stats)
+        if sample is not None:
+            yield sample

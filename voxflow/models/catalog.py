@@ -1,0 +1,57 @@
+"""The named models of the registry, with the papers' sizes as defaults."""
+
+from typing import Optional
+
+from voxflow.models import lstm
+from voxflow.models.ecapa import ECAPATDNN
+from voxflow.models.registry import register
+from voxflow.models.resnet import ResNet
+from voxflow.models.xvector import XVector
+
+
+@register("xvector")
+def xvector(
+    feat_dim: int,
+    embed_dim: int = 512,
+    channels: int = 512,
+    stats_channels: int = 1500,
+    pooling: str = "TSTP",
+    pooling_kwargs: Optional[dict] = None,
+) -> XVector:
+    """Margin Matters Table 1 x-vector (30 MFCC in, 512-d segment6 embedding; 4.49 M parameters)."""
+    return XVector(feat_dim, embed_dim, channels, stats_channels, pooling, pooling_kwargs)
+
+
+register("lstm_netvlad")(lstm.lstm_netvlad)
+register("lstm_avg")(lstm.lstm_avg)
+
+
+def _resnet(blocks, bottleneck):
+    def factory(
+        feat_dim: int,
+        embed_dim: int = 256,
+        base_channels: int = 32,
+        pooling: str = "TSTP",
+        pooling_kwargs: Optional[dict] = None,
+    ) -> ResNet:
+        return ResNet(feat_dim, embed_dim, blocks, bottleneck, base_channels, pooling, pooling_kwargs)
+
+    return factory
+
+
+register("resnet34")(_resnet([3, 4, 6, 3], bottleneck=False))  # 6.63 M at 80 fbank
+register("resnet221")(_resnet([6, 16, 48, 3], bottleneck=True))  # 23.79 M
+register("resnet293")(_resnet([10, 20, 64, 3], bottleneck=True))  # 28.63 M
+
+
+@register("ecapa_tdnn")
+def ecapa_tdnn(
+    feat_dim: int,
+    embed_dim: int = 192,
+    channels: int = 512,
+    mfa_channels: int = 1536,
+    pooling: str = "ASTP",
+    pooling_kwargs: Optional[dict] = None,
+) -> ECAPATDNN:
+    """ECAPA-TDNN; channels=512 (6.19 M parameters) or 1024 (14.66 M)."""
+    return ECAPATDNN(feat_dim, embed_dim, channels, 8, mfa_channels, pooling, pooling_kwargs)
