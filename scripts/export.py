@@ -30,7 +30,7 @@ def main():
             "source": args.checkpoint or "untrained"}
     export_torchscript(model, meta, args.torchscript)
     if args.onnx:
-        export_onnx(model, fdim, args.onnx)
+        export_onnx(model, args.onnx)
     print(json.dumps(meta))
 
 

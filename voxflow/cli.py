@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from voxflow.audio.io import read_audio
+from voxflow.corpus_cli import add_corpus_parser, run_corpus_command
 from voxflow.errors import VoxflowError
 from voxflow.utils.scripting import run
 
@@ -80,12 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="cpu")
     for p in (e, v):
         p.add_argument("--mode", choices=["sea", "full"], default="sea")
+    add_corpus_parser(sub)
     return ap
 
 
 def main() -> None:
     args = build_parser().parse_args()
-    commands = {"embed": cmd_embed, "verify": cmd_verify, "diarize": cmd_diarize}
+    commands = {"embed": cmd_embed, "verify": cmd_verify, "diarize": cmd_diarize, "corpus": run_corpus_command}
 
     def go():
         if args.command not in commands:

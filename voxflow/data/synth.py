@@ -105,7 +105,9 @@ def random_channel_eq(rng: np.random.Generator, sample_rate: int, strength: floa
     else:
         high_cut = rng.uniform(min(5000.0, 0.4 * sample_rate), min(7600.0, 0.475 * sample_rate))
     sections = [
-        scipy.signal.butter(int(rng.integers(1, 3)), rng.uniform(50.0, 150.0), "highpass", fs=sample_rate, output="sos"),
+        scipy.signal.butter(
+            int(rng.integers(1, 3)), rng.uniform(50.0, 150.0), "highpass", fs=sample_rate, output="sos"
+        ),
         scipy.signal.butter(int(rng.integers(2, 5)), high_cut, "lowpass", fs=sample_rate, output="sos"),
     ]
     for _ in range(2):
@@ -142,11 +144,8 @@ def make_rir(rng: np.random.Generator, sample_rate: int, rt60_s: float, drr_db: 
     taps = direct + (rng.uniform(0.002, 0.05, n_early) * sample_rate).astype(int)
     taps = taps[taps < n]
     early = np.zeros(n)
-    np.add.at(
-        early,
-        taps,
-        rng.choice([-1.0, 1.0], len(taps)) * rng.uniform(0.15, 0.6, len(taps)) * np.exp(-decay_per_s * t[taps] / rt60_s),
-    )
+    signs = rng.choice([-1.0, 1.0], len(taps))
+    np.add.at(early, taps, signs * rng.uniform(0.15, 0.6, len(taps)) * np.exp(-decay_per_s * t[taps] / rt60_s))
     reverberant = tail + early
     reverberant *= np.sqrt(10.0 ** (-drr_db / 10.0) / (np.sum(reverberant**2) + 1e-20))
     rir += reverberant
@@ -227,7 +226,10 @@ def make_noise(rng: np.random.Generator, kind: int, n: int, sample_rate: int) ->
         return coloured_noise(rng, n, sample_rate, rng.uniform(-6.0, 1.5))
     if kind == 1:  # mains hum with harmonics over a little hiss
         mains = 50.0 if rng.random() < 0.5 else 60.0
-        hum = sum(rng.uniform(0.2, 1.0) / h * np.sin(2 * np.pi * mains * h * t + rng.uniform(0, 6.3)) for h in range(1, 9))
+        hum = sum(
+            rng.uniform(0.2, 1.0) / h * np.sin(2 * np.pi * mains * h * t + rng.uniform(0, 6.3))
+            for h in range(1, 9)
+        )
         return hum + 0.1 * coloured_noise(rng, n, sample_rate, rng.uniform(-3.0, 0.0))
     if kind == 2:  # coloured noise under a slow random envelope
         env = scipy.signal.sosfiltfilt(
@@ -501,71 +503,120 @@ def make_demo_corpus(
     return summary
 
 
-def _build(root: Path, cfg: dict) -> dict:
-    """Write every part of the corpus under ``root``; return the summary counts."""
-    seed, sr = int(cfg["seed"]), int(cfg["sample_rate"])
-    n_dev, n_test = cfg["n_dev_speakers"], cfg["n_test_speakers"]
-    n_sessions, n_utts = cfg["sessions_per_speaker"], cfg["utts_per_session"]
-    samples = {"dev": 0, "test": 0, "noise": 0, "rirs": 0, "diar": 0}
-    speakers_json: dict[str, dict] = {}
+class _Cast:
+    """Every voice of the corpus, created on demand from the seed; records them for speakers.json."""
 
-    def new_voice(index: int, spk_id: str, role: str) -> Voice:
-        voice = random_voice(spk_id, _rng(seed, _VOICE, index))
-        speakers_json[spk_id] = {"role": role, **voice.to_json()}
+    def __init__(self, seed: int, n_main: int):
+        self.seed, self.n_main, self.n_extra = seed, n_main, 0
+        self.params: dict[str, dict] = {}
+
+    def _voice(self, index: int, spk_id: str, role: str) -> Voice:
+        voice = random_voice(spk_id, _rng(self.seed, _VOICE, index))
+        self.params[spk_id] = {"role": role, **voice.to_json()}
         return voice
 
-    main_ids = [f"id{i + 1:05d}" for i in range(n_dev + n_test)]
-    voices = [new_voice(i, spk, "dev" if i < n_dev else "test") for i, spk in enumerate(main_ids)]
-    next_extra = len(main_ids)
+    def main(self, index: int, role: str) -> Voice:
+        return self._voice(index, f"id{index + 1:05d}", role)
 
-    def extra_voices(count: int, role: str) -> list[Voice]:
-        nonlocal next_extra
-        made = [new_voice(next_extra + j, f"ext{next_extra + j - len(main_ids) + 1:04d}", role) for j in range(count)]
-        next_extra += count
-        return made
+    def extras(self, count: int, role: str) -> list[Voice]:
+        """``count`` new speakers (ext0001, ...) who appear nowhere but where ``role`` says."""
+        first, self.n_extra = self.n_extra, self.n_extra + count
+        return [self._voice(self.n_main + k, f"ext{k + 1:04d}", role) for k in range(first, self.n_extra)]
 
-    # Planted mislabels: at most one per labeled speaker, true voice from another dev speaker or an extra one.
-    rng = _rng(seed, _MISLABEL)
-    n_mis = cfg["n_mislabeled"]
-    labeled = rng.choice(n_dev, size=n_mis, replace=False)
-    from_dev = rng.permutation(np.arange(n_mis) < n_mis // 2)
-    mis_extra = iter(extra_voices(int(n_mis - from_dev.sum()), "mislabel_source"))
-    planted: dict[tuple[int, int, int], Voice] = {}
-    for spk, dev_source in zip(labeled, from_dev):
-        true = voices[int(rng.choice([d for d in range(n_dev) if d != spk]))] if dev_source else next(mis_extra)
-        planted[(int(spk), int(rng.integers(n_sessions)), int(rng.integers(n_utts)))] = true
 
-    # Speakers in VoxCeleb layout.
+def _build(root: Path, cfg: dict) -> dict:
+    """Write every part of the corpus under ``root``; return the summary counts."""
+    seed, sr = cfg["seed"], cfg["sample_rate"]
+    n_dev, n_test = cfg["n_dev_speakers"], cfg["n_test_speakers"]
+    cast = _Cast(seed, n_dev + n_test)
+    voices = [cast.main(i, "dev" if i < n_dev else "test") for i in range(n_dev + n_test)]
+    planted = _plan_mislabels(cfg, voices[:n_dev], cast)
+    samples = {"dev": 0, "test": 0, "noise": 0, "rirs": 0, "diar": 0}
+
     mislabel_rows, test_utts = [], []
     for i, voice in enumerate(voices):
         part = "dev" if i < n_dev else "test"
-        for s in range(n_sessions):
+        for s in range(cfg["sessions_per_speaker"]):
             session = _random_session(_rng(seed, _SESSION, i, s), sr)
-            for u in range(n_utts):
+            for u in range(cfg["utts_per_session"]):
                 rng = _rng(seed, _UTT, i, s, u)
                 utt_id = f"{voice.spk_id}/s{s + 1:02d}/{u + 1:05d}"
                 speaker = planted.get((i, s, u), voice)
                 lo, hi = MISLABELED_DUR_S if speaker is not voice else (cfg["min_dur_s"], cfg["max_dur_s"])
-                n = int(rng.uniform(lo, hi) * sr)
-                samples[part] += _write_wav(root / part / "wav" / f"{utt_id}.wav", _utterance(speaker, n, session, rng, sr), sr)
+                audio = _utterance(speaker, int(rng.uniform(lo, hi) * sr), session, rng, sr)
+                samples[part] += _write_wav(root / part / "wav" / f"{utt_id}.wav", audio, sr)
                 if speaker is not voice:
-                    mislabel_rows.append(f"{utt_id},{voice.spk_id},{speaker.spk_id}")
+                    mislabel_rows.append(f"{utt_id},{voice.spk_id},{speaker.spk_id}\n")
                 if part == "test":
                     test_utts.append(utt_id)
-    (root / "dev").mkdir(parents=True, exist_ok=True)
-    (root / "dev" / "mislabeled.csv").write_text("utt_id,labeled_spk,true_spk\n" + "".join(r + "\n" for r in sorted(mislabel_rows)))
+    (root / "dev" / "mislabeled.csv").write_text("utt_id,labeled_spk,true_spk\n" + "".join(sorted(mislabel_rows)))
     trials = make_trials(test_utts, _rng(seed, _TRIALS))
     (root / "test" / "trials.txt").write_text("".join(f"{lab} {a}.wav {b}.wav\n" for lab, a, b in trials))
 
-    # Augmentation material: MUSAN-like noise/music/babble, room impulse responses.
-    babble_pool = extra_voices(BABBLE_POOL if cfg["n_noises"] else 0, "babble")
+    samples["noise"] = _write_noises(root / "noise", cfg, cast)
+    for k in range(cfg["n_rirs"]):
+        rng = _rng(seed, _RIR, k)
+        rt60 = 0.2 + 0.6 * (k + rng.random()) / cfg["n_rirs"]  # spread over 0.2-0.8 s
+        rir = make_rir(rng, sr, rt60, rng.uniform(-2.0, 10.0))
+        samples["rirs"] += _write_wav(root / "rirs" / f"rir-{k + 1:03d}.wav", rir, sr)
+    for c in range(cfg["n_conversations"]):
+        rng = _rng(seed, _CONV, c)
+        conv_id = f"conv{c + 1:03d}"
+        talkers = cast.extras(int(rng.integers(2, 5)), f"diar:{conv_id}")
+        audio, spans = _conversation(talkers, rng, sr)
+        samples["diar"] += _write_wav(root / "diar" / "wav" / f"{conv_id}.wav", audio, sr)
+        (root / "diar" / "rttm").mkdir(parents=True, exist_ok=True)
+        (root / "diar" / "rttm" / f"{conv_id}.rttm").write_text(_rttm(conv_id, spans, [v.spk_id for v in talkers], sr))
+
+    doc = {"seed": seed, "settings": cfg, "speakers": cast.params}
+    (root / "speakers.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    n_target = sum(lab for lab, _, _ in trials)
+    n_per_speaker = cfg["sessions_per_speaker"] * cfg["utts_per_session"]
+    return {
+        "seed": seed,
+        "sample_rate": sr,
+        "n_dev_speakers": n_dev,
+        "n_test_speakers": n_test,
+        "n_dev_utts": n_dev * n_per_speaker,
+        "n_test_utts": n_test * n_per_speaker,
+        "n_trials": len(trials),
+        "n_target_trials": n_target,
+        "n_nontarget_trials": len(trials) - n_target,
+        "n_mislabeled": len(mislabel_rows),
+        "n_noise_files": {"noise": cfg["n_noises"], "music": cfg["n_noises"], "babble": cfg["n_noises"]},
+        "n_rirs": cfg["n_rirs"],
+        "n_conversations": cfg["n_conversations"],
+        "n_extra_speakers": cast.n_extra,
+        "duration_s": {k: round(v / sr, 3) for k, v in samples.items()},
+        "total_duration_s": round(sum(samples.values()) / sr, 3),
+    }
+
+
+def _plan_mislabels(cfg: dict, dev_voices: list[Voice], cast: _Cast) -> dict[tuple[int, int, int], Voice]:
+    """Which (speaker, session, utterance) slots get another voice: one slot for each of n_mislabeled
+    distinct dev speakers; half the impostors are other dev speakers, the rest outsiders."""
+    rng = _rng(cfg["seed"], _MISLABEL)
+    n_mis, n_dev = cfg["n_mislabeled"], len(dev_voices)
+    from_dev = rng.permutation(np.arange(n_mis) < n_mis // 2)
+    outsiders = iter(cast.extras(int(n_mis - from_dev.sum()), "mislabel_source"))
+    planted = {}
+    for spk, dev_source in zip(rng.choice(n_dev, size=n_mis, replace=False), from_dev):
+        true = dev_voices[int(rng.choice([d for d in range(n_dev) if d != spk]))] if dev_source else next(outsiders)
+        slot = (int(spk), int(rng.integers(cfg["sessions_per_speaker"])), int(rng.integers(cfg["utts_per_session"])))
+        planted[slot] = true
+    return planted
+
+
+def _write_noises(noise_dir: Path, cfg: dict, cast: _Cast) -> int:
+    """MUSAN-like noise/, music/ and babble/ files (n_noises each); return the number of samples."""
+    seed, sr = cfg["seed"], cfg["sample_rate"]
+    babble_pool = cast.extras(BABBLE_POOL if cfg["n_noises"] else 0, "babble")
+    written = 0
     for k in range(cfg["n_noises"]):
         rng = _rng(seed, _NOISE, k)
         noise = make_noise(rng, k, int(rng.uniform(*NOISE_DUR_S) * sr), sr)
-        samples["noise"] += _write_wav(root / "noise" / "noise" / f"noise-{k + 1:03d}.wav", _peak_normalise(noise, -3.0), sr)
         rng = _rng(seed, _MUSIC, k)
         music = make_music(rng, int(rng.uniform(*NOISE_DUR_S) * sr), sr)
-        samples["noise"] += _write_wav(root / "noise" / "music" / f"music-{k + 1:03d}.wav", _peak_normalise(music, -3.0), sr)
         rng = _rng(seed, _BABBLE, k)
         n = int(rng.uniform(*NOISE_DUR_S) * sr)
         talkers = rng.choice(len(babble_pool), size=int(rng.integers(3, 7)), replace=False)
@@ -574,40 +625,7 @@ def _build(root: Path, cfg: dict) -> dict:
             for j in talkers
         )
         babble = scipy.signal.sosfilt(random_channel_eq(rng, sr, strength=0.5), babble)
-        samples["noise"] += _write_wav(root / "noise" / "babble" / f"babble-{k + 1:03d}.wav", _peak_normalise(babble, -3.0), sr)
-    for k in range(cfg["n_rirs"]):
-        rng = _rng(seed, _RIR, k)
-        rt60 = 0.2 + 0.6 * (k + rng.random()) / cfg["n_rirs"]  # spread over 0.2-0.8 s
-        samples["rirs"] += _write_wav(root / "rirs" / f"rir-{k + 1:03d}.wav", make_rir(rng, sr, rt60, rng.uniform(-2.0, 10.0)), sr)
-
-    # Diarization conversations of 2-4 extra speakers.
-    for c in range(cfg["n_conversations"]):
-        rng = _rng(seed, _CONV, c)
-        conv_id = f"conv{c + 1:03d}"
-        talkers = extra_voices(int(rng.integers(2, 5)), f"diar:{conv_id}")
-        audio, spans = _conversation(talkers, rng, sr)
-        samples["diar"] += _write_wav(root / "diar" / "wav" / f"{conv_id}.wav", audio, sr)
-        (root / "diar" / "rttm").mkdir(parents=True, exist_ok=True)
-        (root / "diar" / "rttm" / f"{conv_id}.rttm").write_text(_rttm(conv_id, spans, [v.spk_id for v in talkers], sr))
-
-    speakers_doc = {"seed": seed, "settings": cfg, "speakers": speakers_json}
-    (root / "speakers.json").write_text(json.dumps(speakers_doc, indent=1, sort_keys=True) + "\n")
-    n_target = sum(lab for lab, _, _ in trials)
-    return {
-        "seed": seed,
-        "sample_rate": sr,
-        "n_dev_speakers": n_dev,
-        "n_test_speakers": n_test,
-        "n_dev_utts": n_dev * n_sessions * n_utts,
-        "n_test_utts": n_test * n_sessions * n_utts,
-        "n_trials": len(trials),
-        "n_target_trials": n_target,
-        "n_nontarget_trials": len(trials) - n_target,
-        "n_mislabeled": n_mis,
-        "n_noise_files": {"noise": cfg["n_noises"], "music": cfg["n_noises"], "babble": cfg["n_noises"]},
-        "n_rirs": cfg["n_rirs"],
-        "n_conversations": cfg["n_conversations"],
-        "n_extra_speakers": next_extra - len(main_ids),
-        "duration_s": {k: round(v / sr, 3) for k, v in samples.items()},
-        "total_duration_s": round(sum(samples.values()) / sr, 3),
-    }
+        for category, audio in (("noise", noise), ("music", music), ("babble", babble)):
+            path = noise_dir / category / f"{category}-{k + 1:03d}.wav"
+            written += _write_wav(path, _peak_normalise(audio, -3.0), sr)
+    return written

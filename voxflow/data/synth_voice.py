@@ -479,6 +479,7 @@ def render_speech(
     if len(fricative):  # frication noise has unit RMS at fric_amp 1 before the 0.35 level factor
         fric_noise = rng.standard_normal(n_samples, dtype=np.float32)
         fric = _frames_spectrum(fric_noise, hop, fricative, window, nfft)
-        fric *= _bandpass_response(fric_hz[fricative], fric_bw[fricative], 0.35 * fric_amp[fricative], nfft, sample_rate)
+        level = 0.35 * fric_amp[fricative]
+        fric *= _bandpass_response(fric_hz[fricative], fric_bw[fricative], level, nfft, sample_rate)
         spectra[fricative] += fric
     return _overlap_add(spectra, hop, nfft, n_samples)

@@ -9,6 +9,7 @@ rule train_seed_model:
     params:
         cfg=as_json(config["cleaning"].get("seed_model", {})),
         stages=lambda w: " ".join(s for s in STAGES if s in config["cleaning"].get("seed_model", {})),
+    threads: 2
     resources:
         gpu=lambda w: int(config["cleaning"].get("seed_model", {}).get("device", "cpu").startswith("cuda")),
     log:
@@ -27,6 +28,8 @@ rule embed_segments:
         utts=f"{DATA}/train/utterances.parquet",
     output:
         f"{DATA}/cleaning/segment_embeddings.parquet",
+    resources:
+        gpu=int(config["embedding"]["device"].startswith("cuda")),
     params:
         window=config["cleaning"]["window_s"],
         hop=config["cleaning"]["hop_s"],

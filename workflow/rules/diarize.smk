@@ -8,6 +8,8 @@ rule diarize:
     output:
         rttm=f"{EXP}/{{exp}}/diarization/{{dset}}/hyp.rttm",
         turns=f"{EXP}/{{exp}}/diarization/{{dset}}/turns.parquet",
+    resources:
+        gpu=int(config["embedding"]["device"].startswith("cuda")),
     params:
         audio_dir=lambda w: config["diarization_sets"][w.dset]["audio_dir"],
         cfg=as_json(config["diarization"]),

@@ -19,6 +19,7 @@ rule train_stage:
     wildcard_constraints:
         exp="|".join(EXPERIMENTS),
         stage="|".join(STAGES),
+    threads: 2
     resources:
         gpu=lambda w: int(config["experiments"][w.exp]["device"].startswith("cuda")),
     log:
