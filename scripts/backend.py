@@ -5,35 +5,30 @@ import json
 
 import numpy as np
 
-from voxflow.backend.cosine import score_trials
+from voxflow.backend.recipe import fit_backend, load_backend, save_backend, score_backend
 from voxflow.data.manifests import read_embeddings, read_table, write_table
 from voxflow.errors import VoxflowError
 from voxflow.metrics.verification import summarize
-from voxflow.utils.atomic import atomic_path, write_text_atomic
+from voxflow.utils.atomic import write_text_atomic
 from voxflow.utils.scripting import json_arg, run
 
 
 def fit(args, cfg):
-    ids, matrix, _ = read_embeddings(args.embeddings)
+    ids, matrix, meta = read_embeddings(args.embeddings)
+    if "spk_id" not in meta.columns:
+        raise VoxflowError(f"{args.embeddings}: back-end training embeddings need a spk_id column")
+    spk = meta["spk_id"].to_numpy()
     if len(ids) > args.max_utts:
         keep = np.sort(np.random.default_rng(args.seed).choice(len(ids), args.max_utts, replace=False))
-        matrix = matrix[keep]
-    mean = matrix.mean(axis=0) if cfg.get("mean_subtraction") else np.zeros(0, np.float32)
-    with atomic_path(args.out) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, type=cfg["type"], mean=mean, n_train=len(matrix))
-    print(f"{cfg['type']} back-end fitted on {len(matrix)} embeddings")
+        matrix, spk = matrix[keep], spk[keep]
+    save_backend(fit_backend(cfg, matrix, spk), args.out)
+    print(f"{cfg['type']} back-end (norm {cfg.get('norm', 'none')}) fitted on {len(matrix)} embeddings")
 
 
 def score(args, cfg):
     trials = read_table(args.trials, "trials")
     ids, matrix, _ = read_embeddings(args.embeddings)
-    try:
-        model = np.load(args.model)
-        mean = model["mean"]
-    except (OSError, KeyError, ValueError) as exc:
-        raise VoxflowError(f"{args.model}: not a back-end model written by voxflow: {exc}") from exc
-    scores = score_trials(trials, ids, matrix, mean=mean if mean.size else None, backend_name=args.name)
+    scores = score_backend(load_backend(args.model), trials, ids, matrix, args.name, where=args.model)
     write_table(scores, args.scores, "scores")
     metrics = summarize(scores.score.to_numpy(), scores.label.to_numpy())
     metrics.update(backend=args.name, trials=args.trials, embeddings=args.embeddings)

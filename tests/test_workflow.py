@@ -70,7 +70,7 @@ def test_every_output_exists_and_parses(finished_run):
     summary = pd.read_csv(workdir / "results/summary.csv")
     ver = summary[summary.task == "verification"]
     assert set(ver.system) == {"xvector_aam", "xvector_aam_untrained"}
-    assert set(ver.backend) == {"cosine", "cosine_mean"}
+    assert set(ver.backend) == {"cosine", "cosine_asnorm", "plda"}
     assert ver["eer_%"].between(0, 100).all() and ver["min_dcf_0.01"].between(0, 1.0001).all()
     dia = summary[summary.task == "diarization"]
     assert len(dia) == 1 and 0 <= dia["der_%"].iloc[0]
@@ -115,7 +115,7 @@ def test_training_change_reruns_training_not_data(finished_run):
 def test_backend_change_reruns_only_scoring(finished_run):
     workdir, cfg = finished_run
     changed = json.loads(json.dumps(cfg))
-    changed["backends"]["cosine_mean"]["mean_subtraction"] = False
+    changed["backends"]["cosine_asnorm"]["top_n"] = 10
     write_config(workdir, changed)
     try:
         jobs = planned_jobs(workdir)

@@ -233,8 +233,8 @@ class PLDABackend:
             trials_df, space.pair_scores(np.searchsorted(used, rows_e), np.searchsorted(used, rows_t)), backend_name
         )
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Save to a .npz file atomically."""
+    def to_arrays(self) -> dict:
+        """The fitted parameters as named arrays (see ``from_arrays``)."""
         if self.mean is None:
             raise VoxflowError("PLDA back-end is not fitted")
         arrays = {"mean": self.mean, **self.plda.to_arrays()}
@@ -242,19 +242,29 @@ class PLDABackend:
         if self.lda is not None:
             arrays["lda_mean"] = self.lda.mean
             arrays["lda_transform"] = self.lda.transform_matrix
-        save_npz(path, "plda_backend", arrays)
+        return arrays
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "PLDABackend":
-        arrays = load_npz(path, "plda_backend", required=("mean", "lda_dim"))
+    def from_arrays(cls, arrays: dict, where: str = "") -> "PLDABackend":
+        missing = [k for k in ("mean", "lda_dim") if k not in arrays]
+        if missing:
+            raise VoxflowError(f"{where}: PLDA back-end lacks key(s) {missing}")
         lda_dim = int(arrays["lda_dim"])
         backend = cls(lda_dim=None if lda_dim < 0 else lda_dim)
         backend.mean = arrays["mean"]
         if lda_dim >= 0:
             if "lda_mean" not in arrays or "lda_transform" not in arrays:
-                raise VoxflowError(f"{path}: PLDA back-end file lacks the LDA keys 'lda_mean', 'lda_transform'")
+                raise VoxflowError(f"{where}: PLDA back-end file lacks the LDA keys 'lda_mean', 'lda_transform'")
             backend.lda = LDA(lda_dim)
             backend.lda.mean = arrays["lda_mean"]
             backend.lda.transform_matrix = arrays["lda_transform"]
-        backend.plda = PLDA.from_arrays(arrays, where=str(path))
+        backend.plda = PLDA.from_arrays(arrays, where=where)
         return backend
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save to a .npz file atomically."""
+        save_npz(path, "plda_backend", self.to_arrays())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "PLDABackend":
+        return cls.from_arrays(load_npz(path, "plda_backend"), where=str(path))

@@ -35,7 +35,7 @@ from voxflow.data.synth_voice import Style, Voice, random_style, random_voice, r
 from voxflow.errors import VoxflowError
 
 # Tags that separate the random streams of different kinds of items.
-_VOICE, _SESSION, _UTT, _MISLABEL, _TRIALS, _NOISE, _MUSIC, _BABBLE, _RIR, _CONV = range(1, 11)
+_VOICE, _SESSION, _UTT, _MISLABEL, _TRIALS, _NOISE, _MUSIC, _BABBLE, _RIR, _CONV, _DEVICE, _ENVIRONMENT = range(1, 13)
 
 MISLABELED_DUR_S = (6.0, 8.0)
 NOISE_DUR_S = (9.0, 11.0)
@@ -45,6 +45,8 @@ OVERLAP_FRACTION = (0.05, 0.10)
 TARGETS_PER_UTT = 4
 NONTARGETS_PER_UTT = 12
 BABBLE_POOL = 12
+N_DEVICES = 8  # microphones / channels shared by all sessions of the corpus
+N_ENVIRONMENTS = 8  # background noises (and rooms) shared likewise
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
@@ -279,8 +281,15 @@ class _Session:
     rir: np.ndarray | None
 
 
-def _random_session(rng: np.random.Generator, sample_rate: int) -> _Session:
-    """Speaking style, microphone EQ, background noise (5-30 dB SNR), level and sometimes a small room."""
+@dataclass(frozen=True)
+class _Environment:
+    """A recording place: its background noise and, sometimes, its room."""
+
+    noise_loop: np.ndarray  # unit-RMS background noise, read cyclically
+    rir: np.ndarray | None
+
+
+def _random_environment(rng: np.random.Generator, sample_rate: int) -> _Environment:
     noise = coloured_noise(rng, _noise_loop_length(sample_rate), sample_rate, rng.uniform(-5.0, -1.0))
     if rng.random() < 0.2:
         noise = noise + 0.3 * make_noise(rng, 1, len(noise), sample_rate)
@@ -289,13 +298,22 @@ def _random_session(rng: np.random.Generator, sample_rate: int) -> _Session:
     rir = None
     if rng.random() < 0.3:
         rir = make_rir(rng, sample_rate, rng.uniform(0.15, 0.4), rng.uniform(3.0, 12.0))
+    return _Environment(noise_loop=noise / np.sqrt(np.mean(noise**2)), rir=rir)
+
+
+def _random_session(rng: np.random.Generator, sample_rate: int, devices: list[np.ndarray],
+                    environments: list[_Environment]) -> _Session:
+    """Speaking style, level and SNR (5-30 dB) of one session, recorded with one of the corpus' microphones
+    in one of its environments. Microphones and environments are shared by many speakers, as in real
+    corpora, so a channel identifies no speaker: a model must learn the voice."""
+    env = environments[int(rng.integers(len(environments)))]
     return _Session(
         style=random_style(rng),
-        eq_sos=random_channel_eq(rng, sample_rate),
-        noise_loop=noise / np.sqrt(np.mean(noise**2)),
+        eq_sos=devices[int(rng.integers(len(devices)))],
+        noise_loop=env.noise_loop,
         snr_db=float(5.0 + 25.0 * rng.beta(2.5, 1.5)),  # mostly clean-ish, sometimes noisy
         peak_dbfs=float(rng.uniform(-30.0, -6.0)),
-        rir=rir,
+        rir=env.rir,
     )
 
 
@@ -533,11 +551,13 @@ def _build(root: Path, cfg: dict) -> dict:
     planted = _plan_mislabels(cfg, voices[:n_dev], cast)
     samples = {"dev": 0, "test": 0, "noise": 0, "rirs": 0, "diar": 0}
 
+    devices = [random_channel_eq(_rng(seed, _DEVICE, k), sr) for k in range(N_DEVICES)]
+    environments = [_random_environment(_rng(seed, _ENVIRONMENT, k), sr) for k in range(N_ENVIRONMENTS)]
     mislabel_rows, test_utts = [], []
     for i, voice in enumerate(voices):
         part = "dev" if i < n_dev else "test"
         for s in range(cfg["sessions_per_speaker"]):
-            session = _random_session(_rng(seed, _SESSION, i, s), sr)
+            session = _random_session(_rng(seed, _SESSION, i, s), sr, devices, environments)
             for u in range(cfg["utts_per_session"]):
                 rng = _rng(seed, _UTT, i, s, u)
                 utt_id = f"{voice.spk_id}/s{s + 1:02d}/{u + 1:05d}"

@@ -1,7 +1,8 @@
 """Source-filter speech synthesiser: random speaker voices and utterance rendering.
 
 A voice is a set of physiological and habitual parameters (vocal-tract length, per-vowel formant
-habits, f0, jitter/shimmer, source tilt, breathiness, speaking rate). An utterance is a random
+habits and vowel-space size, f0 and intonation range, jitter/shimmer, source tilt, open quotient and
+breathiness, piriform and nasal spectral dips, speaking rate). An utterance is a random
 syllable sequence rendered as a glottal pulse train (plus aspiration) through a time-varying cascade
 of five formant resonators, mixed with filtered-noise frication. Filtering is done frame-wise in the
 frequency domain (overlap-add) so that whole utterances are processed with vectorised numpy.
