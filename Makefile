@@ -20,6 +20,9 @@ demo: $(STAMP)
 	@cat results/summary.md
 
 test: $(STAMP)
+	@command -v ffmpeg >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null; } || \
+	  echo "ffmpeg missing: the m4a conversion test will be skipped"
 	python -m pytest -q
 
 clean-results:

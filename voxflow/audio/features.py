@@ -20,6 +20,7 @@ import math
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
+from voxflow.audio.vad import kaldi_energy_vad
 from voxflow.errors import VoxflowError
 
 FEATURE_DEFAULTS: dict = {
@@ -36,10 +37,6 @@ FEATURE_DEFAULTS: dict = {
 }
 
 # Kaldi compute-vad-energy settings of the x-vector recipes (Margin Matters' energy VAD).
-VAD_ENERGY_THRESHOLD = 5.5
-VAD_ENERGY_MEAN_SCALE = 0.5
-VAD_FRAMES_CONTEXT = 2
-VAD_PROPORTION_THRESHOLD = 0.12
 
 _INT16_SCALE = 32768.0
 
@@ -203,22 +200,8 @@ def frame_log_energy(wav, sr: int, frame_length_ms: float = 25.0, frame_shift_ms
 
 
 def energy_vad(log_energy: torch.Tensor) -> torch.Tensor:
-    """Kaldi ``compute-vad-energy``: boolean mask of voiced frames from per-frame log energy.
-
-    A frame is voiced when at least ``VAD_PROPORTION_THRESHOLD`` of the frames within
-    ``VAD_FRAMES_CONTEXT`` frames of it exceed ``VAD_ENERGY_THRESHOLD + VAD_ENERGY_MEAN_SCALE * mean``.
-    """
-    n = log_energy.numel()
-    if n == 0:
-        return torch.zeros(0, dtype=torch.bool)
-    threshold = VAD_ENERGY_THRESHOLD + VAD_ENERGY_MEAN_SCALE * log_energy.mean()
-    above = (log_energy > threshold).to(torch.float64)
-    c = VAD_FRAMES_CONTEXT
-    csum = torch.cat([torch.zeros(1, dtype=torch.float64), above.cumsum(0)])
-    t = torch.arange(n)
-    lo, hi = (t - c).clamp_min(0), (t + c + 1).clamp_max(n)
-    count = csum[hi] - csum[lo]
-    return count >= (hi - lo).to(torch.float64) * VAD_PROPORTION_THRESHOLD
+    """Boolean mask of voiced frames by Kaldi's ``compute-vad`` rule (recipe settings 5.5, 0.5, 2, 0.12)."""
+    return torch.from_numpy(kaldi_energy_vad(log_energy.detach().cpu().numpy()))
 
 
 def extract_features(wav, sr: int, cfg: dict | None = None) -> torch.Tensor:
