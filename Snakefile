@@ -16,10 +16,16 @@ if not workflow.overwrite_configfiles:
 validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))
 
 
+# Every rule's software, for --software-deployment-method conda (rules may name their own env instead).
+conda: "envs/voxflow.yaml"
+
+
 include: "workflow/rules/common.smk"
+include: "workflow/rules/fetch.smk"
 include: "workflow/rules/corpus.smk"
 include: "workflow/rules/shards.smk"
 include: "workflow/rules/clean.smk"
+include: "workflow/rules/validation.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/score.smk"

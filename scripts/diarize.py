@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 
 from voxflow.audio.io import read_audio
+from voxflow.data.importers import import_diarization_dir
 from voxflow.diarize.pipeline import diarize
 from voxflow.diarize.rttm import write_rttm
 from voxflow.embed.extract import Embedder
@@ -18,6 +19,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", required=True)
     ap.add_argument("--audio-dir", required=True)
+    ap.add_argument("--ref-dir", default="", help="reference RTTMs: checked first that every recording has one")
     ap.add_argument("--config", default="{}", help="the config's diarization section as JSON")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--rttm", required=True)
@@ -26,7 +28,10 @@ def main():
     cfg = json_arg(args.config, "--config")
     model, meta = load_torchscript(args.model)
     embedder = Embedder(model, meta, device=args.device)
-    files = sorted(p for p in Path(args.audio_dir).glob("*") if p.suffix.lower() in (".wav", ".flac"))
+    if args.ref_dir:  # fail before the long part when audio and references do not pair up
+        files = [Path(p) for p in import_diarization_dir(args.audio_dir, args.ref_dir).path]
+    else:
+        files = sorted(p for p in Path(args.audio_dir).glob("*") if p.suffix.lower() in (".wav", ".flac"))
     if not files:
         raise VoxflowError(f"{args.audio_dir}: no .wav or .flac recordings to diarize")
     turns = []

@@ -1,74 +1,53 @@
-"""The training loop of one stage: epochs over a data loader, margin schedule, checkpoints, resume."""
+"""The training loop of one stage: epochs over the data loader, LR and margin schedules, validation after every
+epoch, checkpoints after every epoch and every N steps, exact resumption, several processes (DDP)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from voxflow.audio.features import feature_dim
-from voxflow.data.dataset import build_train_loader, num_classes
+from voxflow.data.dataset import build_train_loader, num_classes, validate_data_cfg
 from voxflow.errors import VoxflowError
-from voxflow.losses import MarginScheduler, build_head
-from voxflow.models import build as build_model
-from voxflow.train.checkpoint import epoch_checkpoints, latest_good_checkpoint, load_checkpoint, save_checkpoint
-from voxflow.train.schedules import learning_rate
-from voxflow.utils.atomic import atomic_path
+from voxflow.train import ddp
+from voxflow.train.checkpoint import (
+    epoch_checkpoints,
+    latest_resume_state,
+    load_checkpoint,
+    remove_step_checkpoints,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    step_checkpoints,
+)
+from voxflow.train.ddp import resolve_device  # noqa: F401  (part of this module's interface)
+from voxflow.train.logs import TrainLog
+from voxflow.train.network import (  # noqa: F401  (build_network, load_network: part of this module's interface)
+    build_classifier,
+    build_network,
+    init_from,
+    load_network,
+    make_optimizer,
+    neck_dim,
+)
+from voxflow.train.schedules import learning_rate, margin_scheduler, steps_schedule
+from voxflow.train.stage_config import engine_options, resume_key
+from voxflow.train.trainer import Trainer
+from voxflow.train.validation import ValidationSet
 
 log = logging.getLogger(__name__)
 
-
-def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``; asking for CUDA where there is none is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise VoxflowError(f"device: {name!r} requested but CUDA is not available on this machine")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise VoxflowError(f"device: invalid device {name!r}") from exc
-
-
-def build_network(model_cfg: dict, data_cfg: dict) -> torch.nn.Module:
-    """The embedding network of a model config (``name`` plus the model's keyword arguments)."""
-    kwargs = dict(model_cfg)
-    name = kwargs.pop("name")
-    return build_model(name, feat_dim=feature_dim(data_cfg.get("features", {})), **kwargs)
-
-
-def neck_dim(model: torch.nn.Module, feat_dim: int) -> int:
-    """Width of what the classification head sees (the output of ``model.neck``)."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        dim = model.neck(model(torch.zeros(1, 200, feat_dim))).shape[-1]
-    model.train(was_training)
-    return int(dim)
-
-
-def build_classifier(head_cfg: dict, in_dim: int, classes: int) -> torch.nn.Module:
-    """The classification head of a stage (``name`` plus the head's keyword arguments)."""
-    kwargs = {k: v for k, v in head_cfg.items() if k not in ("name", "schedule", "init_from_previous")}
-    return build_head(head_cfg["name"], in_dim, classes, **kwargs)
-
-
-def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
-    """Adam or SGD (momentum, Nesterov, weight decay) from an ``optimizer`` config."""
-    name = cfg.get("name", "adam")
-    lr, wd = float(cfg.get("lr", 1e-3)), float(cfg.get("weight_decay", 0.0))
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=float(cfg.get("momentum", 0.9)),
-                               nesterov=bool(cfg.get("nesterov", False)), weight_decay=wd)
-    raise VoxflowError(f"optimizer.name: unknown optimizer {name!r}; choose adam or sgd")
+SNAPSHOT_KEYS = ("model", "head", "model_cfg", "data_cfg", "head_cfg", "num_classes", "stage_cfg")
+Batches = Callable[[int], Iterable]  # epoch -> (feats, labels) batches of this process
 
 
 def estimate_epoch_samples(utterances: pd.DataFrame, data_cfg: dict) -> int:
@@ -80,158 +59,248 @@ def estimate_epoch_samples(utterances: pd.DataFrame, data_cfg: dict) -> int:
     return len(utterances)
 
 
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state()}
+@dataclass
+class Position:
+    """Where training stands: the sampler (epoch, batches of it consumed), the step and the running sums."""
+
+    epoch: int = 0
+    batches: int = 0
+    step: int = 0
+    epoch_sums: list = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])  # loss * n, correct, n, seconds
+    window_sums: list = field(default_factory=lambda: [0.0, 0.0, 0.0])  # the same since the last step row
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
 
 
-def _write_log(rows: list[dict], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        pd.DataFrame(rows).to_parquet(tmp, index=False)
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    return seed * 1000 + epoch + 7919 * rank
+
+
+def _best_epoch(rows: list[dict], where: str) -> int:
+    scored = [(r["val_eer"], -r["epoch"]) for r in rows if r.get("val_eer") is not None and math.isfinite(r["val_eer"])]
+    if not scored:
+        raise VoxflowError(f"{where}: select: best needs a validation EER, and no epoch has one")
+    return -min(scored)[1]  # the lowest EER; of equal ones, the later epoch
+
+
+class StageRun:
+    """One stage's training state and loop (see ``run_stage``)."""
+
+    def __init__(self, cfg: dict, utterances: pd.DataFrame, spk2id: dict, out_dir: Path, make_batches: Batches,
+                 init_checkpoint=None, validation: ValidationSet | None = None):
+        self.cfg, self.out = cfg, Path(out_dir)
+        self.ctx = ddp.setup(cfg)
+        self.opts = engine_options(cfg)
+        self.stage, self.epochs = cfg.get("stage", ""), int(cfg["epochs"])
+        self.where = f"{self.out} ({self.stage or 'stage'})"
+        if self.opts.select == "best" and validation is None:
+            raise VoxflowError(f"{self.stage}.select: best picks the epoch of lowest validation EER, but no "
+                               "validation set was given (config key validation.corpus)")
+        self.validation, self.make_batches = validation, make_batches
+        data_cfg = validate_data_cfg(cfg["data"])
+        self.data_cfg = data_cfg
+        torch.manual_seed(int(cfg.get("seed", 0)))
+        model = build_network(cfg["model"], cfg["data"])
+        self.classes = num_classes(spk2id, cfg["data"])
+        head = build_classifier(cfg["head"], neck_dim(model, feature_dim(data_cfg["features"])), self.classes)
+        self.initialised = init_checkpoint is not None
+        if self.initialised:
+            init_from(model, head, load_checkpoint(init_checkpoint), cfg["head"])
+        model.to(self.ctx.device)
+        if self.opts.channels_last and self.ctx.device.type == "cuda":
+            model.to(memory_format=torch.channels_last)
+        elif self.opts.channels_last:  # torch 2.14's CPU backward of channels-last strided 1x1 convolutions crashes
+            log.info("channels_last applies on CUDA only; ignored on %s", self.ctx.device)
+        optimizer = make_optimizer(list(model.parameters()) + list(head.parameters()), cfg.get("optimizer", {}))
+        self.trainer = Trainer(model, head, optimizer, self.ctx, cfg.get("clip_grad_norm"),
+                               amp=bool(cfg.get("amp", False)), compile=self.opts.compile)
+        samples = estimate_epoch_samples(utterances, data_cfg)
+        self.steps_per_epoch = max(1, samples // (data_cfg["batch_size"] * self.ctx.world_size))
+        self.total_steps = self.steps_per_epoch * self.epochs
+        self.base_lr = float(cfg.get("optimizer", {}).get("lr", 1e-3))
+        self.sched_cfg = steps_schedule(cfg.get("scheduler", {}), self.steps_per_epoch)
+        self.margin = margin_scheduler(cfg["head"])
+        self.key = resume_key(cfg)
+        self.pos, self.rng = Position(), None
+        state = self._resume()  # may replace pos and rng
+        self.log = TrainLog(self.out, self.ctx.is_main, self.opts.tensorboard, state, resume_step=self.pos.step)
+
+    # -- checkpoints ------------------------------------------------------------------------------------------
+    def _resume(self) -> dict | None:
+        """Load the newest good checkpoint written with this config (others are deleted); None: start afresh."""
+        found = latest_resume_state(self.out) if self.out.is_dir() else None
+        ddp.barrier(self.ctx)  # every process has read before the main one deletes anything
+        if found is not None and found[1].get("resume_key") != self.key:
+            if self.ctx.is_main:
+                log.info("ignoring the checkpoints in %s: they were trained with another config", self.out)
+                for _, stale in epoch_checkpoints(self.out) + step_checkpoints(self.out):
+                    stale.unlink()
+            found = None
+        if found is None:
+            if self.ctx.is_main and not self.initialised:
+                save_checkpoint(self._snapshot(), self.out / "init.pt")
+            return None
+        path, state = found
+        self.trainer.model.load_state_dict(state["model"])
+        self.trainer.head.load_state_dict(state["head"])
+        self.trainer.load_state_dict(state)
+        self.pos = Position(**json.loads(state["position"]))
+        rngs = state.get("rng") or []
+        self.rng = rngs[self.ctx.rank] if self.ctx.rank < len(rngs) else None
+        log.info("resuming from %s: epoch %d, after batch %d (step %d)", path, self.pos.epoch + 1, self.pos.batches,
+                 self.pos.step)
+        return state
+
+    def _snapshot(self) -> dict:
+        cfg = self.cfg
+        return {"model": {k: v.detach().cpu() for k, v in self.trainer.model.state_dict().items()},
+                "head": {k: v.detach().cpu() for k, v in self.trainer.head.state_dict().items()},
+                "model_cfg": json.dumps(cfg["model"]), "data_cfg": json.dumps(cfg["data"]),
+                "head_cfg": json.dumps(cfg["head"]), "num_classes": self.classes,
+                "stage_cfg": json.dumps(cfg, sort_keys=True)}
+
+    def _save(self, path: Path) -> None:
+        """A training checkpoint: weights, optimiser, scaler, position, logs and every process's RNG state."""
+        rngs = ddp.gather_objects(self.ctx, rng_state(self.ctx.device))
+        if not self.ctx.is_main:
+            return
+        state = self._snapshot()
+        state.update(self.trainer.state_dict(), position=self.pos.to_json(), rng=rngs, resume_key=self.key,
+                     step=self.pos.step, **self.log.state())
+        save_checkpoint(state, path)
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+    def _sync(self) -> None:
+        """Add the trainer's sums (over all processes) to the epoch's and the window's."""
+        loss, correct, n = self.trainer.take(f"{self.where}: epoch {self.pos.epoch + 1}, step {self.pos.step}")
+        for sums in (self.pos.epoch_sums, self.pos.window_sums):
+            sums[0], sums[1], sums[2] = sums[0] + loss, sums[1] + correct, sums[2] + n
+
+    def _batches(self, epoch: int):
+        it = iter(self.make_batches(epoch))
+        skip = self.pos.batches if epoch == self.pos.epoch else 0
+        for k in range(skip):  # resuming mid-epoch: the same batches come in the same order; skip the consumed
+            if next(it, None) is None:
+                raise VoxflowError(f"{self.where}: cannot resume epoch {epoch + 1} after batch {skip}: it now has "
+                                   f"only {k} batches (did the training data change?)")
+        if skip and self.rng is not None:
+            set_rng_state(self.rng, self.ctx.device)
+        return it
+
+    def run_epoch(self, epoch: int, clock: dict) -> None:
+        pos, opts = self.pos, self.opts
+        torch.manual_seed(_epoch_seed(int(self.cfg.get("seed", 0)), epoch, self.ctx.rank))
+        if pos.epoch != epoch:
+            pos.epoch, pos.batches, pos.epoch_sums = epoch, 0, [0.0, 0.0, 0.0, 0.0]
+        it = self._batches(epoch)
+        self.trainer.train()
+        t_epoch = t_window = time.perf_counter()
+        lr, margin = self.base_lr, float(getattr(self.trainer.head, "margin", 0.0))
+        while True:
+            batch = next(it, None)
+            if not ddp.all_have(self.ctx, batch is not None):  # the processes stop together
+                break
+            progress = epoch + min(pos.batches / self.steps_per_epoch, 1.0)
+            if self.margin is not None:
+                margin = self.margin.apply(self.trainer.head, progress)
+            lr = learning_rate(pos.step, self.total_steps, self.base_lr, self.sched_cfg)
+            self.trainer.step(batch[0], batch[1], lr)
+            pos.step, pos.batches, clock["steps"] = pos.step + 1, pos.batches + 1, clock["steps"] + 1
+            if pos.step % opts.log_every_steps == 0:
+                self._sync()
+                now = time.perf_counter()
+                pos.window_sums.append(now - t_window)
+                self._step_row(lr, margin, clock, now)
+                t_window = now
+            if opts.checkpoint_every_steps and pos.step % opts.checkpoint_every_steps == 0:
+                self._sync()
+                seconds = time.perf_counter() - t_epoch
+                pos.epoch_sums[3] += seconds
+                self._save(self.out / f"step_{pos.step}.pt")
+                pos.epoch_sums[3] -= seconds
+                if self.ctx.is_main:
+                    self.log.save()
+                    remove_step_checkpoints(self.out, keep=2)
+        self._sync()
+        pos.epoch_sums[3] += time.perf_counter() - t_epoch
+        self._end_epoch(epoch, lr, margin)
+
+    def _step_row(self, lr: float, margin: float, clock: dict, now: float) -> None:
+        pos = self.pos
+        loss, correct, n, seconds = pos.window_sums
+        pos.window_sums = [0.0, 0.0, 0.0]
+        row = {"stage": self.stage, "epoch": pos.epoch + 1, "batch": pos.batches, "step": pos.step,
+               "loss": loss / max(n, 1), "accuracy": correct / max(n, 1), "lr": lr, "margin": margin,
+               "samples": int(n), "samples_per_s": n / max(seconds, 1e-9)}
+        steps_left = self.total_steps - pos.step
+        eta = steps_left * (now - clock["start"]) / max(clock["steps"], 1) if steps_left > 0 else 0.0
+        self.log.step(row, self.epochs, self.steps_per_epoch, eta)
+
+    def _end_epoch(self, epoch: int, lr: float, margin: float) -> None:
+        pos = self.pos
+        loss, correct, n, seconds = pos.epoch_sums
+        if n == 0:
+            raise VoxflowError(f"{self.where}: epoch {epoch + 1} produced no training batch; is the training set "
+                               f"smaller than one batch (data.batch_size) per process?")
+        ddp.check_in_sync(self.ctx, self.trainer.module, f"{self.where}: epoch {epoch + 1}")
+        val_eer = float("nan")
+        if self.validation is not None and self.ctx.is_main:
+            val_eer = self.validation.eer(self.trainer.model, self.data_cfg, self.ctx.device)
+        row = {"stage": self.stage, "epoch": epoch + 1, "step": pos.step, "loss": loss / n, "accuracy": correct / n,
+               "lr": lr, "margin": margin, "samples": int(n), "samples_per_s": n / max(seconds, 1e-9),
+               "seconds": seconds, "val_eer": val_eer}
+        self.log.epoch(row, self.epochs)
+        pos.epoch, pos.batches, pos.epoch_sums = epoch + 1, 0, [0.0, 0.0, 0.0, 0.0]
+        self._save(self.out / f"epoch_{epoch + 1}.pt")
+        if self.ctx.is_main:
+            remove_step_checkpoints(self.out, keep=0)
+            self.log.save()
+
+    def run(self) -> Path:
+        clock = {"start": time.perf_counter(), "steps": 0}
+        try:
+            for epoch in range(self.pos.epoch, self.epochs):
+                self.run_epoch(epoch, clock)
+            final = self.out / "final.pt"
+            if self.ctx.is_main:
+                save_checkpoint(self._final_state(), final)
+                self.log.save()
+        finally:
+            self.log.close()
+        ddp.barrier(self.ctx)  # the next stage starts from final.pt
+        return final
+
+    def _final_state(self) -> dict:
+        if self.opts.select == "last" or not self.log.epoch_rows:
+            return self._snapshot()
+        best = _best_epoch(self.log.epoch_rows, self.where)
+        state = load_checkpoint(self.out / f"epoch_{best}.pt")
+        log.info("%s: final.pt is epoch %d, the one of lowest validation EER", self.where, best)
+        return {**{k: state[k] for k in SNAPSHOT_KEYS}, "selected_epoch": best}
 
 
 def run_stage(cfg: dict, utterances: pd.DataFrame, source, spk2id: dict[str, int], out_dir: str | Path,
-              init_checkpoint: str | Path | None = None, excluded=None, noise_df=None, rir_df=None) -> Path:
-    """Train one stage; resumable: a rerun continues from the newest good ``epoch_N.pt`` in ``out_dir``.
+              init_checkpoint: str | Path | None = None, excluded=None, noise_df=None, rir_df=None,
+              validation: ValidationSet | None = None, batches: Batches | None = None) -> Path:
+    """Train one stage; resumable: a rerun continues from the newest good checkpoint in ``out_dir``.
 
-    ``cfg`` is a resolved stage config (see ``resolve_stage``); ``source`` is a list of shard paths or
-    the ``utterances`` table itself (raw mode). Writes ``epoch_N.pt`` per epoch, ``train_log.parquet``
-    and finally ``final.pt`` (model, head and their configs). Returns the path of ``final.pt``.
+    ``cfg`` is a resolved stage config (see ``resolve_stage``); ``source`` is a list of shard paths or the
+    ``utterances`` table itself (raw mode). Under torchrun every process calls this with the same arguments;
+    each reads its share of the data and only the first writes. Writes ``epoch_N.pt`` after every epoch,
+    ``step_N.pt`` every ``checkpoint_every_steps`` steps, ``train_log.parquet`` (per epoch, with the
+    validation EER when ``validation`` is given), ``train_steps.parquet``, TensorBoard events, and finally
+    ``final.pt`` (model, head and their configs: the last epoch, or with ``select: best`` the epoch of lowest
+    validation EER). ``batches(epoch)`` replaces the data loader (benchmarks). Returns the path of ``final.pt``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.get("device", "cpu"))
     seed = int(cfg.get("seed", 0))
-    data_cfg, head_cfg = cfg["data"], cfg["head"]
-    epochs = int(cfg["epochs"])
-    torch.manual_seed(seed)
-    model = build_network(cfg["model"], data_cfg)
-    classes = num_classes(spk2id, data_cfg)
-    head = build_classifier(head_cfg, neck_dim(model, feature_dim(data_cfg.get("features", {}))), classes)
-    if init_checkpoint is not None:
-        _init_from(model, head, load_checkpoint(init_checkpoint), head_cfg)
-    model.to(device)
-    head.to(device)
-    opt_cfg = cfg.get("optimizer", {})
-    base_lr = float(opt_cfg.get("lr", 1e-3))
-    optimizer = make_optimizer(list(model.parameters()) + list(head.parameters()), opt_cfg)
-    use_amp = bool(cfg.get("amp", False)) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    steps_per_epoch = max(1, estimate_epoch_samples(utterances, data_cfg) // int(data_cfg.get("batch_size", 128)))
-    total_steps = steps_per_epoch * epochs
-    sched_cfg = dict(cfg.get("scheduler", {}))
-    if "warmup_epochs" in sched_cfg:
-        sched_cfg["warmup_steps"] = int(float(sched_cfg.pop("warmup_epochs")) * steps_per_epoch)
-    margin_sched = _margin_scheduler(head_cfg)
-    clip = cfg.get("clip_grad_norm")
 
-    start_epoch, step, rows = 0, 0, []
-    resumed = latest_good_checkpoint(out)
-    if resumed is not None and resumed[1].get("stage_cfg") != json.dumps(cfg, sort_keys=True):
-        log.info("ignoring checkpoints in %s: they were trained with another config", out)
-        for _, stale in epoch_checkpoints(out):
-            stale.unlink()
-        resumed = None
-    if resumed is not None:
-        start_epoch, state = resumed
-        model.load_state_dict(state["model"])
-        head.load_state_dict(state["head"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        step, rows = int(state["step"]), json.loads(state["log"])
-        log.info("resuming %s after epoch %d", out, start_epoch)
-    elif init_checkpoint is None:
-        save_checkpoint(_snapshot(model, head, cfg, classes), out / "init.pt")
+    def loader(epoch: int):
+        ctx = run.ctx
+        return build_train_loader(source, spk2id, cfg["data"], epoch=epoch, seed=seed, rank=ctx.rank,
+                                  world_size=ctx.world_size, excluded=excluded, noise_df=noise_df, rir_df=rir_df)
 
-    for epoch in range(start_epoch, epochs):
-        torch.manual_seed(seed * 1000 + epoch)
-        loader = build_train_loader(source, spk2id, data_cfg, epoch=epoch, seed=seed, excluded=excluded,
-                                    noise_df=noise_df, rir_df=rir_df)
-        model.train()
-        head.train()
-        t0, n_seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
-        for feats, labels in loader:
-            progress = epoch + min(n_seen / max(steps_per_epoch * labels.shape[0], 1), 1.0)
-            if margin_sched is not None:
-                margin_sched.apply(head, progress)
-            lr = learning_rate(step, total_steps, base_lr, sched_cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            feats, labels = feats.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, enabled=use_amp):
-                logits = head(model.neck(model(feats)), labels)
-                loss = F.cross_entropy(logits.float(), labels)
-            if not torch.isfinite(loss):
-                raise VoxflowError(f"{out}: loss became {loss.item()} at epoch {epoch + 1}, step {step}; "
-                                   "lower the learning rate or the margin")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(head.parameters()), float(clip))
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            n_seen += labels.shape[0]
-            loss_sum += loss.item() * labels.shape[0]
-            correct += (logits.argmax(-1) == labels).sum().item()
-        if n_seen == 0:
-            raise VoxflowError(f"{out}: epoch {epoch + 1} produced no training batch; is the training set "
-                               "smaller than one batch (data.batch_size)?")
-        elapsed = time.perf_counter() - t0
-        rows.append({"stage": cfg.get("stage", ""), "epoch": epoch + 1, "step": step, "loss": loss_sum / n_seen,
-                     "accuracy": correct / n_seen, "lr": lr, "margin": float(getattr(head, "margin", 0.0)),
-                     "samples": n_seen, "samples_per_s": n_seen / elapsed, "seconds": elapsed})
-        log.info("%s epoch %d/%d loss %.4f acc %.3f lr %.2e %.0f samples/s", cfg.get("stage", ""), epoch + 1,
-                 epochs, rows[-1]["loss"], rows[-1]["accuracy"], lr, rows[-1]["samples_per_s"])
-        state = _snapshot(model, head, cfg, classes)
-        state.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), step=step,
-                     log=json.dumps(rows), rng=_rng_state())
-        save_checkpoint(state, out / f"epoch_{epoch + 1}.pt")
-        _write_log(rows, out / "train_log.parquet")
-    final = out / "final.pt"
-    save_checkpoint(_snapshot(model, head, cfg, classes), final)
-    if not rows:
-        _write_log(rows, out / "train_log.parquet")
-    return final
-
-
-def _snapshot(model, head, cfg: dict, classes: int) -> dict:
-    return {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "head": {k: v.detach().cpu() for k, v in head.state_dict().items()},
-            "model_cfg": json.dumps(cfg["model"]), "data_cfg": json.dumps(cfg["data"]),
-            "head_cfg": json.dumps(cfg["head"]), "num_classes": classes,
-            "stage_cfg": json.dumps(cfg, sort_keys=True)}
-
-
-def _margin_scheduler(head_cfg: dict):
-    sched = head_cfg.get("schedule")
-    if not sched or "margin" not in head_cfg:
-        return None
-    return MarginScheduler(float(head_cfg["margin"]), float(sched.get("start_epoch", 0)),
-                           float(sched.get("end_epoch", 0)), mode=sched.get("mode", "linear"),
-                           initial_margin=float(sched.get("initial_margin", 0.0)))
-
-
-def _init_from(model, head, state: dict, head_cfg: dict) -> None:
-    """Start from a previous stage: its network weights; its class weights when the head allows."""
-    model.load_state_dict(state["model"])
-    if not head_cfg.get("init_from_previous", True):
-        return
-    prev_cfg = json.loads(state["head_cfg"])
-    if prev_cfg["name"] == head_cfg["name"]:
-        head.load_state_dict(state["head"])
-        return
-    prev = build_classifier(prev_cfg, state["head"]["weight"].shape[1], state["head"]["weight"].shape[0])
-    prev.load_state_dict(state["head"])
-    head.init_from(prev)
-
-
-def load_network(checkpoint: str | Path) -> tuple[torch.nn.Module, dict, dict]:
-    """The embedding network of a stage checkpoint in eval mode, with its model and data configs."""
-    state = load_checkpoint(checkpoint)
-    model_cfg, data_cfg = json.loads(state["model_cfg"]), json.loads(state["data_cfg"])
-    model = build_network(model_cfg, data_cfg)
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model, model_cfg, data_cfg
-
+    run = StageRun(cfg, utterances, spk2id, out, batches or loader, init_checkpoint, validation)
+    return run.run()

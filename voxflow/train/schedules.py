@@ -1,10 +1,11 @@
-"""Learning-rate schedules, evaluated per optimisation step."""
+"""Learning-rate schedules per optimisation step, and the margin schedule of a head config."""
 
 from __future__ import annotations
 
 import math
 
 from voxflow.errors import VoxflowError
+from voxflow.losses import MarginScheduler
 
 SCHEDULES = ("constant", "warmup_exp", "linear_warmup", "step", "cosine")
 
@@ -39,3 +40,23 @@ def learning_rate(step: int, total_steps: int, base_lr: float, cfg: dict) -> flo
     if name == "cosine":
         return warm_factor * (final_lr + 0.5 * (base_lr - final_lr) * (1 + math.cos(math.pi * progress)))
     raise VoxflowError(f"scheduler.name: unknown schedule {name!r}; choose one of {SCHEDULES}")
+
+
+def steps_schedule(cfg: dict, steps_per_epoch: int) -> dict:
+    """A scheduler config with ``warmup_epochs`` turned into ``warmup_steps``."""
+    out = dict(cfg)
+    if "warmup_epochs" in out:
+        out["warmup_steps"] = int(float(out.pop("warmup_epochs")) * steps_per_epoch)
+    return out
+
+
+def margin_scheduler(head_cfg: dict) -> MarginScheduler | None:
+    """The head's margin ramp (``head.schedule``), or None for a fixed margin."""
+    sched = head_cfg.get("schedule")
+    if not sched:
+        return None
+    if "margin" not in head_cfg:
+        raise VoxflowError(f"head.schedule: head {head_cfg.get('name')!r} has a margin schedule but no head.margin")
+    return MarginScheduler(float(head_cfg["margin"]), float(sched.get("start_epoch", 0)),
+                           float(sched.get("end_epoch", 0)), mode=sched.get("mode", "linear"),
+                           initial_margin=float(sched.get("initial_margin", 0.0)))

@@ -34,11 +34,19 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
-def source_input(path):
-    """A config path inside the demo corpus depends on the rule that makes the demo corpus."""
-    if config["demo"]["enabled"] and os.path.normpath(path).startswith(os.path.normpath(DEMO_DIR)):
-        return [DEMO_DIR]
-    return []
+def _under(path, root):
+    path, root = os.path.abspath(path), os.path.abspath(root)
+    return path == root or path.startswith(root + os.sep)
+
+
+def source_input(path, corpus=None):
+    """What makes a config path: the demo corpus rule, or the fetch of each downloaded corpus whose directory
+    ({data_dir}/corpora/<name>) holds it; ``corpus``'s own fetch when it has a download block."""
+    out = [DEMO_DIR] if config["demo"]["enabled"] and path and _under(path, DEMO_DIR) else []
+    for name, spec in config["corpora"].items():
+        if spec.get("download") and (name == corpus or (path and _under(path, f"{DATA}/corpora/{name}"))):
+            out.append(f"{DATA}/corpora/{name}/" + (".converted" if spec["download"].get("convert") else ".fetched"))
+    return out
 
 
 SHARED_TRAINING_KEYS = ["device", "seed", "model", "data", "optimizer", "scheduler", "clip_grad_norm", "amp"]
@@ -89,7 +97,8 @@ def backend_corpus():
 def final_outputs():
     out = [f"{RESULTS}/summary.csv", f"{RESULTS}/summary.md", f"{RESULTS}/training_curves.png"]
     out += [f"{RESULTS}/det_{t}.png" for t in config["trial_sets"]]
-    out += [f"{RESULTS}/diarization_{d}.png" for d in config["diarization_sets"]]
+    out += [f"{RESULTS}/diarization_{d}.png" for d, spec in config["diarization_sets"].items() if spec["rttm_dir"]]
+    out += [f"{EXP}/{e}/diarization/{d}/hyp.rttm" for e in EXPERIMENTS for d in config["diarization_sets"]]
     out += [f"{EXP}/{e}/model.onnx" for e in EXPERIMENTS]
     if config["cleaning"]["enabled"]:
         out.append(f"{RESULTS}/cleaning.md")

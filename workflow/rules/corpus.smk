@@ -16,11 +16,11 @@ rule demo_corpus:
 
 rule manifest:
     input:
-        lambda w: source_input(config["corpora"][w.corpus]["path"]),
+        lambda w: source_input(config["corpora"][w.corpus]["path"], w.corpus),
     output:
         f"{DATA}/manifests/{{corpus}}.parquet",
     params:
-        source=lambda w: as_json(config["corpora"][w.corpus]),
+        source=lambda w: as_json({k: v for k, v in config["corpora"][w.corpus].items() if k != "download"}),
         audio=as_json(config["audio"]),
     log:
         "logs/manifest/{corpus}.log",

@@ -5,6 +5,7 @@ rule diarize:
     input:
         model=f"{EXP}/{{exp}}/model.ts",
         audio=lambda w: source_input(config["diarization_sets"][w.dset]["audio_dir"]),
+        ref=lambda w: source_input(config["diarization_sets"][w.dset]["rttm_dir"]),
     output:
         rttm=f"{EXP}/{{exp}}/diarization/{{dset}}/hyp.rttm",
         turns=f"{EXP}/{{exp}}/diarization/{{dset}}/turns.parquet",
@@ -12,6 +13,7 @@ rule diarize:
         gpu=int(config["embedding"]["device"].startswith("cuda")),
     params:
         audio_dir=lambda w: config["diarization_sets"][w.dset]["audio_dir"],
+        ref_dir=lambda w: config["diarization_sets"][w.dset]["rttm_dir"],
         cfg=as_json(config["diarization"]),
         device=config["embedding"]["device"],
     wildcard_constraints:
@@ -22,7 +24,7 @@ rule diarize:
         "logs/bench/diarize_{exp}_{dset}.tsv"
     shell:
         "python {SCRIPTS}/diarize.py --model {input.model} --audio-dir {params.audio_dir:q}"
-        " --config {params.cfg:q} --device {params.device} --rttm {output.rttm}"
+        " --ref-dir={params.ref_dir:q} --config {params.cfg:q} --device {params.device} --rttm {output.rttm}"
         " --turns {output.turns} > {log} 2>&1"
 
 
@@ -30,10 +32,14 @@ rule der:
     input:
         hyp=f"{EXP}/{{exp}}/diarization/{{dset}}/hyp.rttm",
         ref=lambda w: source_input(config["diarization_sets"][w.dset]["rttm_dir"]),
+        audio=lambda w: source_input(config["diarization_sets"][w.dset]["audio_dir"]),
+        uem=lambda w: source_input(config["diarization_sets"][w.dset]["uem_dir"]),
     output:
         f"{EXP}/{{exp}}/diarization/{{dset}}/der.json",
     params:
         ref_dir=lambda w: config["diarization_sets"][w.dset]["rttm_dir"],
+        audio_dir=lambda w: config["diarization_sets"][w.dset]["audio_dir"],
+        uem=lambda w: config["diarization_sets"][w.dset]["uem_dir"],
         collar=config["diarization"]["collar"],
     wildcard_constraints:
         exp="|".join(EXPERIMENTS),
@@ -42,7 +48,8 @@ rule der:
     benchmark:
         "logs/bench/der_{exp}_{dset}.tsv"
     shell:
-        "python {SCRIPTS}/der.py --hyp {input.hyp} --ref-dir {params.ref_dir:q} --collar {params.collar}"
+        "python {SCRIPTS}/der.py --hyp {input.hyp} --ref-dir {params.ref_dir:q} --audio-dir {params.audio_dir:q}"
+        " --uem={params.uem:q} --collar {params.collar}"
         " --out {output} > {log} 2>&1"
 
 

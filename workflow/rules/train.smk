@@ -1,35 +1,85 @@
 # Training stages (softmax warm-up, margin stage, large-margin fine-tune), averaging and export.
 
+# Experiment keys that say how the engine runs; every stage gets them.
+ENGINE_KEYS = ["gpus", "nproc", "checkpoint_every_steps", "log_every_steps", "channels_last", "compile", "tensorboard"]
+
 
 def exclusions_input(wildcards):
     return [f"{DATA}/cleaning/exclusions.parquet"] if config["cleaning"]["enabled"] else []
 
 
+def train_processes(exp):
+    """(processes, GPUs) of an experiment: `gpus` GPUs (1 on cuda by default), else `nproc` CPU processes."""
+    cfg = config["experiments"][exp]
+    device, gpus = cfg["device"], cfg.get("gpus")
+    if gpus is not None and gpus > 0:
+        if device == "cpu":
+            raise ValueError(f"config: experiments.{exp}.gpus: {gpus} with device: cpu; set device: cuda "
+                             "(or use nproc for several CPU processes)")
+        return gpus, gpus
+    if device.startswith("cuda"):
+        if gpus == 0:
+            raise ValueError(f"config: experiments.{exp}.gpus: must be at least 1 with device: {device}")
+        return 1, 1
+    return cfg["nproc"], 0
+
+
+def train_launcher(exp):
+    n = train_processes(exp)[0]
+    return "python" if n == 1 else f"torchrun --standalone --nproc_per_node={n}"
+
+
+def train_stage_config(exp, stage):
+    cfg = config["experiments"][exp]
+    return {**stage_config(exp, stage), **{k: cfg[k] for k in ENGINE_KEYS if k in cfg}}
+
+
+def average_count(exp):
+    cfg = config["experiments"][exp]
+    return cfg.get("average", cfg["average_last"])
+
+
+for _e, _cfg in config["experiments"].items():
+    train_processes(_e)
+    _best = [f"experiments.{_e}.select"] if _cfg["select"] == "best" else []
+    _best += [f"experiments.{_e}.{s}.select" for s in STAGES if _cfg.get(s, {}).get("select") == "best"]
+    if _best and not config["validation"]["corpus"]:
+        raise ValueError(f"config: {_best[0]}: best picks the epoch of lowest validation EER; set validation.corpus")
+
+
 rule train_stage:
     input:
         unpack(lambda w: training_inputs()),
+        unpack(lambda w: validation_inputs()),
         previous=previous_stage_checkpoint,
         exclusions=exclusions_input,
     output:
         f"{EXP}/{{exp}}/{{stage}}/final.pt",
     params:
-        cfg=lambda w: as_json(stage_config(w.exp, w.stage)),
+        cfg=lambda w: as_json(train_stage_config(w.exp, w.stage)),
         exclusions=lambda w, input: f"--exclusions {input.exclusions}" if input.exclusions else "",
         init=lambda w, input: f"--init {input.previous}" if input.previous else "",
+        validation=lambda w, input: (
+            f"--validation-segments {input.val_segments} --validation-pairs {input.val_pairs}"
+            if "val_segments" in input.keys()
+            else ""
+        ),
+        launch=lambda w: train_launcher(w.exp),
     wildcard_constraints:
         exp="|".join(EXPERIMENTS),
         stage="|".join(STAGES),
-    threads: 2
+    threads: lambda w: max(2, train_processes(w.exp)[0])
     resources:
-        gpu=lambda w: int(config["experiments"][w.exp]["device"].startswith("cuda")),
+        gpu=lambda w: train_processes(w.exp)[1],
+        nodes=1,  # torchrun --standalone: every process of a job on one node
     log:
         "logs/train/{exp}_{stage}.log",
     benchmark:
         "logs/bench/train_{exp}_{stage}.tsv"
     shell:
-        "python {SCRIPTS}/train.py --config {params.cfg:q} --stages {wildcards.stage} {params.init}"
+        "{params.launch} {SCRIPTS}/train.py --config {params.cfg:q} --stages {wildcards.stage} {params.init}"
         " --utterances {input.utts} --shards {input.shards} --noise {input.noise} --rirs {input.rirs}"
-        " {params.exclusions} --out-dir $(dirname {output}) > {log} 2>&1"
+        " {params.exclusions} {params.validation} --out-dir $(dirname {output}) > {log} 2>&1"
 
 
 rule average:
@@ -38,7 +88,8 @@ rule average:
     output:
         f"{EXP}/{{exp}}/avg_model.pt",
     params:
-        last=lambda w: config["experiments"][w.exp]["average_last"],
+        n=lambda w: average_count(w.exp),
+        select=lambda w: config["experiments"][w.exp]["select"],
     wildcard_constraints:
         exp="|".join(EXPERIMENTS),
     log:
@@ -46,7 +97,8 @@ rule average:
     benchmark:
         "logs/bench/average_{exp}.tsv"
     shell:
-        "python {SCRIPTS}/average.py --stage-dir $(dirname {input}) --last {params.last} --out {output} > {log} 2>&1"
+        "python {SCRIPTS}/average.py --stage-dir $(dirname {input}) --average {params.n} --select {params.select}"
+        " --out {output} > {log} 2>&1"
 
 
 rule export:
