@@ -14,13 +14,14 @@ from voxflow.utils.atomic import atomic_path  # noqa: E402
 
 
 def plot_training_curves(logs: dict[str, pd.DataFrame], path: str | os.PathLike) -> None:
-    """Loss, accuracy, learning rate and margin per epoch; one line per experiment, stages in sequence."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    """Loss, accuracy, validation EER, learning rate, margin and speed per epoch; stages in sequence."""
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7))
     for name, log in logs.items():
         x = range(1, len(log) + 1)
-        for ax, col in zip(axes.flat, ("loss", "accuracy", "lr", "margin")):
-            ax.plot(x, log[col], marker="o", label=name)
-            ax.set_title(col)
+        for ax, col in zip(axes.flat, ("loss", "accuracy", "val_eer", "lr", "margin", "samples_per_s")):
+            if col in log:
+                ax.plot(x, log[col], marker="o", label=name)
+            ax.set_title({"val_eer": "validation EER"}.get(col, col))
             ax.set_xlabel("epoch (all stages)")
     for boundary in _stage_boundaries(next(iter(logs.values()))) if logs else []:
         for ax in axes.flat:
