@@ -22,7 +22,7 @@ class Embedder:
         self.device = device
         self.batch_size = batch_size
         self.data_cfg = meta.get("data_cfg", {})
-        self.feat_cfg = self.data_cfg.get("features", {})
+        self.feat_cfg = {**self.data_cfg.get("features", {}), "dither": 0.0}  # extraction is deterministic
         self.sample_rate = int(self.data_cfg.get("sample_rate", 16000))
         self.frame_shift_s = float(self.feat_cfg.get("frame_shift_ms", 10.0)) / 1000.0
 
