@@ -82,14 +82,6 @@ def checkpoint_tensors(path: Path) -> dict[str, torch.Tensor]:
     return {f"{part}.{k}": v for part in ("model", "head") for k, v in state[part].items()}
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # -- schedules and optimisers ---------------------------------------------------------------------------------------
 def test_lr_schedules_at_known_steps():
     wexp = {"name": "warmup_exp", "warmup_steps": 4, "final_lr": 1e-3}

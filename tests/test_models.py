@@ -13,14 +13,7 @@ from voxflow.models.pooling import ASTP, TAP, TSTP, GhostVLAD, NetVLAD
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny deep nets are dispatch-bound: one intra-op thread is far faster on a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ALL_MODELS = ["ecapa_tdnn", "lstm_avg", "lstm_netvlad", "resnet221", "resnet293", "resnet34", "xvector"]
 
