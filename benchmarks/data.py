@@ -1,8 +1,9 @@
 """Throughput of the training data path on a synthetic corpus (VoxCeleb-like 4-10 s utterances).
 
-Reports utterances/s for raw files against shards, the cost of each chain step per 2 s chunk,
-and 2 s chunks/s for the whole chain (with and without augmentation) in the main process and
-with 1 and 2 DataLoader workers. Torch runs single-threaded, i.e. one core per reader.
+Reports utterances/s for raw files against shards (with and without the sha256 check done as a
+shard streams in), the cost of each chain step per 2 s chunk, and 2 s chunks/s for the whole chain
+(with and without augmentation; with the digest check of a job's first epoch) in the main process
+and with 1 and 2 DataLoader workers. Torch runs single-threaded, i.e. one core per reader.
 Rates are given per wall-clock second and per CPU second (this process plus its DataLoader
 workers), the latter being what one core sustains even on a machine shared with other jobs.
 
@@ -94,6 +95,7 @@ def step_costs(df, noise_df, rir_df) -> list[tuple[str, float]]:
     o8, n8 = chain.rate_ratio(8000, SR, 1.0)
     wav8 = wav[::2].clone()
     feats = extract_features(chunk, SR, {})
+    cache = augment.SpectrumCache()
     return [
         ("decode wav bytes (whole utterance)", per_call_ms(lambda: decode_audio(data, "x"))),
         ("random 2 s chunk", per_call_ms(lambda: chain.render(wav, 1, 1, 1000, 1000 + 2 * SR))),
@@ -102,6 +104,7 @@ def step_costs(df, noise_df, rir_df) -> list[tuple[str, float]]:
         ("add noise", per_call_ms(lambda: augment.add_noise(chunk, noise, 5.0, rng))),
         ("add babble (5 clips)", per_call_ms(lambda: augment.add_noises(chunk, babble, [15.0] * 5, rng))),
         ("reverberate (0.3-0.6 s RIR)", per_call_ms(lambda: augment.reverberate(chunk, rir))),
+        ("  same, RIR spectrum cached", per_call_ms(lambda: augment.reverberate(chunk, rir, cache=cache, key=0))),
         ("fbank 80 + CMN", per_call_ms(lambda: extract_features(chunk, SR, {}))),
         ("mfcc 30 + sliding CMN + VAD", per_call_ms(lambda: extract_features(
             chunk, SR, {"kind": "mfcc", "num_mel_bins": 30, "cmn": "sliding", "vad": True}))),
@@ -109,15 +112,19 @@ def step_costs(df, noise_df, rir_df) -> list[tuple[str, float]]:
     ]
 
 
-def read_rates(df, shard_paths) -> list[tuple[str, float]]:
+def read_rates(df, table) -> list[tuple[str, float]]:
     t0 = time.process_time()
     for p in df["path"]:
         read_audio(p)
     raw = len(df) / (time.process_time() - t0)
     t0 = time.process_time()
-    n = sum(1 for p in shard_paths for _ in iter_shard(p))
+    n = sum(1 for p in table["shard_path"] for _ in iter_shard(p))
     shard = n / (time.process_time() - t0)
-    return [("raw files (read_audio)", raw), ("shards (iter_shard, decoded)", shard)]
+    t0 = time.process_time()
+    n = sum(1 for p, h in zip(table["shard_path"], table["sha256"]) for _ in iter_shard(p, sha256=h))
+    checked = n / (time.process_time() - t0)
+    return [("raw files (read_audio)", raw), ("shards (iter_shard, decoded)", shard),
+            ("shards + sha256 while streaming", checked)]
 
 
 def chain_rate(source, spk2id, cfg, noise_df, rir_df, workers: int) -> tuple[float, float]:
@@ -146,13 +153,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.workdir or tmp)
         df, noise_df, rir_df = make_corpus(root, args.utts, np.random.default_rng(0))
-        shards = write_shards(df, root / "shards", utts_per_shard=50)["shard_path"].tolist()
+        table = write_shards(df, root / "shards", utts_per_shard=50)
+        shards = table["shard_path"].tolist()
         spk2id = {s: i for i, s in enumerate(sorted(df["spk_id"].unique()))}
         hours = df["duration_s"].sum() / 3600
         print(f"corpus: {len(df)} utterances, {hours:.2f} h, {len(shards)} shards; cpus={os.cpu_count()}, "
               f"load average {os.getloadavg()[0]:.1f}\n")
         print(f"{'reading (per CPU second)':<40}{'utts/s':>10}")
-        for name, rate in read_rates(df, shards):
+        for name, rate in read_rates(df, table):
             print(f"{name:<40}{rate:>10.0f}")
         print(f"\n{'chain step (one 2 s chunk)':<40}{'CPU ms':>10}")
         for name, ms in step_costs(df, noise_df, rir_df):
@@ -164,6 +172,7 @@ def main() -> None:
             ("raw files, no augmentation", df, plain),
             ("shards, no augmentation", shards, plain),
             ("shards, speed+noise/reverb+specaug", shards, full),
+            ("  same + sha256 check (1st epoch)", table, full),
         ):
             for workers in (0, 1, 2):
                 wall, cpu = chain_rate(source, spk2id, cfg, noise_df, rir_df, workers)

@@ -29,8 +29,9 @@ def main():
             raise VoxflowError(f"corpora.{args.corpus}: has no download block")
         record = fetch_download(args.corpus, blocks[args.corpus], args.dest, retries=args.retries, progress=True)
         for name, info in record["files"].items():
-            if not info["verified"]:
-                print(f"{args.corpus}: {name} has no checksum in the config; its {info['checksum']}")
+            if info["verified"] != "published":
+                print(f"{args.corpus}: {name} has no published checksum ({info.get('no_checksum', 'unverified')}); "
+                      f"trusted on first use, recorded {info['checksum']} (pin it in the config)")
     else:
         record = convert_download(args.corpus, json_arg(args.convert, "--convert"), args.dest, jobs=args.jobs)
     write_text_atomic(args.marker, json.dumps(record, indent=1))

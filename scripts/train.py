@@ -23,9 +23,12 @@ from voxflow.utils.atomic import atomic_path
 from voxflow.utils.scripting import json_arg, run
 
 
-def shard_paths(shards_dir: str) -> list[str]:
+def shard_paths(shards_dir: str) -> pd.DataFrame:
+    """The shard list, paths resolved; its sha256 column lets training verify each shard as it streams."""
     table = read_table(Path(shards_dir) / "shards.parquet", "shards")
-    return [p if Path(p).is_absolute() else str(Path(shards_dir) / Path(p).name) for p in table.shard_path]
+    table["shard_path"] = [p if Path(p).is_absolute() else str(Path(shards_dir) / Path(p).name)
+                           for p in table.shard_path]
+    return table
 
 
 def excluded_segments(path: str | None) -> dict:

@@ -268,6 +268,41 @@ def test_reverb_keeps_length_and_alignment():
     np.testing.assert_allclose(y.numpy(), ref, atol=2e-4)
 
 
+def test_reverb_spectrum_cache_gives_the_same_output_and_stays_bounded():
+    rng = np.random.default_rng(5)
+    x = torch.from_numpy(rng.standard_normal(16000).astype(np.float32))
+    rirs = [torch.from_numpy((rng.standard_normal(3000) * np.exp(-np.arange(3000) / 300.0)).astype(np.float32))
+            for _ in range(4)]
+    one = augment.reverberate(x, rirs[0]).numpy().nbytes  # ~ size of one cached spectrum
+    cache = augment.SpectrumCache(max_bytes=int(2.5 * one))
+    for _ in range(2):
+        for i, h in enumerate(rirs):
+            np.testing.assert_array_equal(augment.reverberate(x, h, cache=cache, key=i).numpy(),
+                                          augment.reverberate(x, h).numpy())
+    assert 1 <= len(cache._items) <= 2 and cache.bytes <= cache.max_bytes
+    hit = cache.get(3, augment.fft_size(16000 + 3000 - 1), rirs[3])
+    assert hit is cache.get(3, augment.fft_size(16000 + 3000 - 1), rirs[0])  # keyed: not recomputed
+    with pytest.raises(VoxflowError, match="all zeros"):
+        augment.reverberate(x, torch.zeros(10), cache=cache, key="z")
+
+
+def test_babble_equals_sequential_mixing():
+    rng = np.random.default_rng(6)
+    clean = torch.from_numpy(rng.standard_normal(8000).astype(np.float32))
+    clips = [torch.from_numpy(rng.standard_normal(n).astype(np.float32)) for n in (3000, 9000, 20000)]
+    clips.append(torch.zeros(12000))  # silent clip: contributes nothing
+    snrs = [5.0, 10.0, 15.0, 0.0]
+    mixed = augment.add_noises(clean, clips, snrs, np.random.default_rng(1))
+    ref, r = clean.clone().double(), np.random.default_rng(1)
+    p_sig = float(clean.double().pow(2).mean())
+    for clip, snr in zip(clips, snrs):
+        seg = augment.fit_length(clip, 8000, r).double()
+        p = float(seg.pow(2).mean())
+        if p > 0:
+            ref += math.sqrt(p_sig / (p * 10 ** (snr / 10))) * seg
+    np.testing.assert_allclose(mixed.numpy(), ref.numpy(), atol=1e-5)
+
+
 @pytest.mark.parametrize("factor", [0.9, 1.1])
 def test_speed_perturb_changes_duration_and_pitch(factor):
     x = torch.from_numpy(tone(200, 2.0))

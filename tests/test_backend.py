@@ -256,6 +256,17 @@ def test_cohort_stats_match_per_embedding_loop(monkeypatch):
         assert std[r] == pytest.approx(top.std(), abs=1e-4)
 
 
+def test_used_rows_equals_unique_with_inverse():
+    from voxflow.backend.norm import used_rows
+
+    rng = np.random.default_rng(9)
+    a, b = rng.integers(0, 50, 200), rng.integers(10, 40, 150)
+    used, (ia, ib) = used_rows(60, a, b)
+    expected, inverse = np.unique(np.r_[a, b], return_inverse=True)
+    np.testing.assert_array_equal(used, expected)
+    np.testing.assert_array_equal(np.r_[ia, ib], inverse)
+
+
 def test_as_norm_trials_match_naive_and_snorm_is_full_cohort():
     rng = np.random.default_rng(6)
     ids, emb = make_embeddings(rng, n=40, dim=8)

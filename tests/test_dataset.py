@@ -288,3 +288,93 @@ def test_main_process_chain_leaves_torch_threads_alone(corpus):
         assert seen == [2, 2, 2]
     finally:
         torch.set_num_threads(1)
+
+
+def _shard_table(corpus, tmp_path, per_shard=6):
+    return write_shards(corpus["df"], tmp_path / "shards", utts_per_shard=per_shard, seed=2)
+
+
+def _flip_audio_byte(path, member_index: int, offset: int = 2000):
+    import tarfile
+    from pathlib import Path
+
+    with tarfile.open(path) as tar:
+        member = [m for m in tar.getmembers() if not m.name.endswith(".json")][member_index]
+    raw = bytearray(Path(path).read_bytes())
+    raw[member.offset_data + offset] ^= 0x55  # a sample changes: still decodable, digest differs
+    Path(path).write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_training_verifies_shard_digests(corpus, tmp_path, workers):
+    table = _shard_table(corpus, tmp_path)
+    intact = TrainDataset(table, corpus["spk2id"], {"shuffle_buffer": 2}, seed=0)
+    assert len(list(DataLoader(intact, batch_size=None, num_workers=workers))) == 24
+    victim = table["shard_path"][2]
+    _flip_audio_byte(victim, 1)
+    ds = TrainDataset(table, corpus["spk2id"], {"shuffle_buffer": 2}, seed=0)
+    with pytest.raises(VoxflowError) as err:
+        list(DataLoader(ds, batch_size=None, num_workers=workers))
+    msg = str(err.value)
+    assert victim in msg and "checksum mismatch" in msg and table["sha256"][2] in msg
+    # a plain list of paths carries no digests: the altered shard trains (one sample differs)
+    assert len(list(TrainDataset(table["shard_path"].tolist(), corpus["spk2id"], {}, seed=0))) == 24
+
+
+def test_truncated_shard_with_digest_is_an_error(corpus, tmp_path):
+    from pathlib import Path
+
+    table = _shard_table(corpus, tmp_path)
+    victim = Path(table["shard_path"][0])
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    with pytest.raises(VoxflowError, match=f"{victim.name}.*checksum mismatch"):
+        list(TrainDataset(table, corpus["spk2id"], {}, seed=0))
+
+
+def test_corrupt_member_is_skipped_and_counted_in_training(corpus, tmp_path):
+    import tarfile
+    from pathlib import Path
+
+    paths = _shard_table(corpus, tmp_path)["shard_path"].tolist()  # no digests: member-level handling
+    with tarfile.open(paths[1]) as tar:
+        victim = [m for m in tar.getmembers() if not m.name.endswith(".json")][0]
+    raw = bytearray(Path(paths[1]).read_bytes())
+    raw[victim.offset_data : victim.offset_data + 44] = b"\xff" * 44  # undecodable header
+    Path(paths[1]).write_bytes(bytes(raw))
+    ds = TrainDataset(paths, corpus["spk2id"], {"shuffle_buffer": 2}, seed=0)
+    samples = list(ds)
+    assert len(samples) == 23 and ds.stats["skipped_unreadable"] == 1 and ds.stats["samples"] == 23
+
+
+def test_random_chunk_length_per_batch(corpus):
+    cfg = {"batch_size": 4, "chunk_s": 1.0, "chunk_s_max": 3.0, "shuffle_buffer": 3, "drop_last": False}
+    def shapes(workers, seed=3):
+        loader = build_train_loader(corpus["df"], corpus["spk2id"], {**cfg, "num_workers": workers}, 1, seed)
+        return [tuple(f.shape) for f, _ in loader]
+    a = shapes(0)
+    assert sum(s[0] for s in a) == 24 and len(a) == 6
+    frames = [s[1] for s in a]
+    assert len(set(frames)) > 2 and all(98 <= f <= 298 for f in frames)  # 1-3 s at 10 ms, 25 ms windows
+    assert shapes(0) == a and shapes(0, seed=4) != a and len(shapes(2)) == 6
+    ds = TrainDataset(corpus["df"], corpus["spk2id"], cfg, seed=3)
+    ds.set_epoch(1)
+    lens = [ds.batch_chunk_len(0, b) for b in range(400)]
+    secs = np.array(lens) / SR
+    assert secs.min() >= 1.0 and secs.max() <= 3.0 and abs(secs.mean() - 2.0) < 0.1
+    assert np.allclose(secs * 100, np.round(secs * 100))  # on the 10 ms grid
+    with pytest.raises(VoxflowError, match="chunk_s_max"):
+        validate_data_cfg({"chunk_s": 2.0, "chunk_s_max": 1.5})
+    with pytest.raises(VoxflowError, match="chunk_s_max.*random"):
+        validate_data_cfg({"chunk_s_max": 3.0, "chunking": "sliding"})
+    assert validate_data_cfg({})["chunk_s_max"] is None
+
+
+def test_loader_verifies_digests_in_the_jobs_first_epoch(corpus, tmp_path):
+    table = _shard_table(corpus, tmp_path)
+    def run(epoch):
+        return sum(len(lab) for _, lab in build_train_loader(table, corpus["spk2id"], {"batch_size": 4}, epoch, 0))
+    assert run(5) == 24  # first epoch of this "job": verified
+    _flip_audio_byte(table["shard_path"][0], 0)
+    assert run(6) == 24  # later epochs trust the shards verified in epoch 5
+    with pytest.raises(VoxflowError, match="shard_000000.tar.*checksum mismatch"):
+        run(5)

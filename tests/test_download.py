@@ -12,7 +12,7 @@ import pytest
 
 from voxflow.corpus_cli import main as corpus_main
 from voxflow.data.corpora_catalog import fetch_corpus, load_catalog, resolve, resolve_files
-from voxflow.data.download import download, redact_url
+from voxflow.data.download import download, redact_url, tofu_record_path
 from voxflow.errors import VoxflowError
 
 
@@ -325,9 +325,16 @@ def test_mirrors_are_tried_in_turn(server, tmp_path):
 @pytest.mark.parametrize("body, message", [
     ("corpora:\n  x:\n    files: [{path: a}]\n", "needs the corpus to name a 'source'"),
     ("corpora:\n  x:\n    files: [{url: 'http://h/a', md5: xyz}]\n", "corpora.x.files[0]: md5 checksum 'xyz'"),
-    ("corpora:\n  x:\n    files: [{url: 'http://h/a'}]\n    extract: {b.zip: d}\n", "'b.zip' is not one of"),
-    ("corpora:\n  x:\n    files: [{url: 'http://h/a'}]\n    extract: {a: ../up}\n", "stay inside the destination"),
-    ("corpora:\n  x:\n    files: [{url: 'http://h/a'}]\n    colour: red\n", "unknown key(s) ['colour']"),
+    ("corpora:\n  x:\n    files: [{url: 'http://h/a', md5: null}]\n", "needs md5 or sha256, or no_checksum"),
+    ("corpora:\n  x:\n    files: [{url: 'http://h/a', md5: %s, no_checksum: why}]\n" % ("a" * 32),
+     "has both a checksum and no_checksum"),
+    ("corpora:\n  x:\n    files: [{url: 'http://h/a', no_checksum: ''}]\n", "no_checksum must say why"),
+    ("corpora:\n  x:\n    files: [{url: 'http://h/a', no_checksum: r}]\n    extract: {b.zip: d}\n",
+     "'b.zip' is not one of"),
+    ("corpora:\n  x:\n    files: [{url: 'http://h/a', no_checksum: r}]\n    extract: {a: ../up}\n",
+     "stay inside the destination"),
+    ("corpora:\n  x:\n    files: [{url: 'http://h/a', no_checksum: r}]\n    colour: red\n",
+     "unknown key(s) ['colour']"),
 ])
 def test_bad_catalogue_entries_are_named(tmp_path, body, message):
     p = tmp_path / "c.yaml"
@@ -349,3 +356,67 @@ def test_shipped_catalogue_resolves_every_corpus():
     mirrored = resolve("musan", catalog, env={"VOXFLOW_MIRROR_OPENSLR": "https://mirror.example/slr/"})
     assert mirrored.files[0].url == "https://mirror.example/slr/17/musan.tar.gz"
     assert "https://www.openslr.org/resources/17/musan.tar.gz" in mirrored.files[0].mirrors
+
+
+def test_trust_on_first_use_records_the_digest_and_checks_every_later_run(server, tmp_path):
+    v1, v2 = payload(5000, seed=3), payload(5000, seed=4)
+    server.files["/list.txt"] = v1
+    dest = tmp_path / "list.txt"
+    record = tofu_record_path(dest)
+    download(server.url("/list.txt"), dest, progress=False, trust_on_first_use=True)
+    assert dest.read_bytes() == v1 and record.read_text() == f"{sha256(v1)}  list.txt\n"
+    n = len(server.requests)
+    download(server.url("/list.txt"), dest, progress=False, trust_on_first_use=True)
+    assert len(server.requests) == n  # present and matching its record: no request
+    # Upstream changes and the file is fetched again: the recorded digest rejects it, naming both digests.
+    dest.unlink()
+    server.files["/list.txt"] = v2
+    with pytest.raises(VoxflowError) as err:
+        download(server.url("/list.txt"), dest, progress=False, trust_on_first_use=True, backoff_s=0.001)
+    message = str(err.value)
+    assert f"{dest}: checksum mismatch" in message and sha256(v1) in message and sha256(v2) in message
+    assert str(record) in message and "recorded on the first download" in message
+    assert not dest.exists() and (tmp_path / "list.txt.bad").read_bytes() == v2
+    # A local file that was altered is moved aside and the (unchanged) upstream fetched again.
+    server.files["/list.txt"] = v1
+    dest.write_bytes(b"edited by hand")
+    download(server.url("/list.txt"), dest, progress=False, trust_on_first_use=True)
+    assert dest.read_bytes() == v1 and (tmp_path / "list.txt.bad").read_bytes() == b"edited by hand"
+    # A published checksum wins over the record; a damaged record is an error naming it.
+    download(server.url("/list.txt"), dest, md5=md5(v1), progress=False, trust_on_first_use=True)
+    record.write_text("not-a-digest list.txt\n")
+    with pytest.raises(VoxflowError, match=r"list\.txt\.sha256:1: expected '<sha256 hex> <file name>'"):
+        download(server.url("/list.txt"), dest, progress=False, trust_on_first_use=True)
+
+
+def test_catalogue_file_without_published_checksum_is_trusted_on_first_use(server, tmp_path, capsys):
+    data = payload(4000, seed=9)
+    server.files["/meta/trials.txt"] = data
+    catalog = tmp_path / "c.yaml"
+    catalog.write_text(
+        f"sources:\n  m: {{base_url: '{server.url('/meta')}'}}\n"
+        "corpora:\n  lists:\n    source: m\n    files: [{path: trials.txt, no_checksum: none is published}]\n")
+    corpus = resolve("lists", catalog, env={})
+    assert corpus.files[0].checksum is None and corpus.files[0].no_checksum == "none is published"
+    fetch_corpus(corpus, tmp_path / "d", progress=False)
+    assert tofu_record_path(tmp_path / "d/trials.txt").read_text().split()[0] == sha256(data)
+    server.files["/meta/trials.txt"] = data[:-1] + b"!"
+    (tmp_path / "d/trials.txt").unlink()
+    with pytest.raises(VoxflowError, match="checksum mismatch"):
+        fetch_corpus(corpus, tmp_path / "d", progress=False, backoff_s=0.001)
+    assert server.count("/meta/trials.txt") == 2  # the mismatch is final: no mirror or retry hides it
+    corpus_main(["list", "--catalog", str(catalog)])
+    assert "lists:  (1 file(s)) [1 file(s) without published checksum: trusted on first use]" in capsys.readouterr().out
+
+
+def test_shipped_catalogue_pins_voxconverse_and_has_no_silent_unverified_file():
+    catalog = load_catalog()
+    for name in catalog["corpora"]:
+        for f in resolve(name, catalog, env={}).files:
+            assert f.checksum or f.no_checksum, (name, f.filename)
+    rttm = resolve("voxconverse_rttm", catalog, env={})
+    url = rttm.files[0].url
+    assert "/archive/24bf60be297701cd7e4ef18550c6d390c1b87365.zip" in url and "master" not in url
+    trials = resolve("voxceleb1_trials", catalog, env={})
+    assert [f.filename for f in trials.files if f.no_checksum] == ["veri_test2.txt", "list_test_all2.txt",
+                                                                    "list_test_hard2.txt"]

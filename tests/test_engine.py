@@ -291,6 +291,53 @@ def test_average_script_averages_the_best_epochs(tmp_path, monkeypatch):
     assert torch.equal(load_checkpoint(tmp_path / "last.pt")["model"]["w"], torch.full((2,), 3.0))  # epochs 2-4
 
 
+def _mean_of(paths: list[Path], part: str) -> dict[str, torch.Tensor]:
+    states = [load_checkpoint(p)[part] for p in paths]
+    return {k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v
+            for k, v in states[-1].items()}
+
+
+def test_stage_average_makes_final_pt_the_mean_of_the_chosen_epochs(tmp_path, one_thread):
+    train = write_corpus(tmp_path / "wav", "spk", speakers=4, sessions=2, utts=4, seed=0)
+    valset = ValidationSet(*build_validation_set(write_corpus(tmp_path / "wav", "val", 3, 2, 2, seed=1), 16,
+                                                 segments_per_session=2))
+    spk2id = {s: i for i, s in enumerate(sorted(train.spk_id.unique()))}
+    exp = tiny_experiment(tensorboard=False)
+    exp["warmup"] = {**exp["warmup"], "epochs": 3, "average": 2}  # select: last (the default)
+    out = tmp_path / "warmup"
+    final = run_stage(resolve_stage(exp, "warmup"), train, train, spk2id, out, validation=valset)
+    epochs = [out / f"epoch_{e}.pt" for e in (1, 2, 3)]
+    state = load_checkpoint(final)
+    assert state["averaged_epochs"] == [2, 3]
+    for part in ("model", "head"):
+        expected = _mean_of(epochs[1:], part)
+        assert set(state[part]) == set(expected)
+        for key, value in state[part].items():
+            assert torch.allclose(value, expected[key], atol=1e-6), (part, key)
+    assert not torch.allclose(state["model"]["segment6.weight"], load_checkpoint(epochs[2])["model"]["segment6.weight"])
+
+    # select and average choose final.pt only: a rerun with other values trains nothing and rewrites final.pt.
+    stamps = [p.stat().st_mtime_ns for p in epochs]
+    exp["warmup"].update(select="best", average=2)
+    final = run_stage(resolve_stage(exp, "warmup"), train, train, spk2id, out, validation=valset)
+    assert [p.stat().st_mtime_ns for p in epochs] == stamps
+    log = pd.read_parquet(out / "train_log.parquet")
+    best = sorted(select_epochs(log, "best", 2))
+    state = load_checkpoint(final)
+    assert state["averaged_epochs"] == best
+    expected = _mean_of([out / f"epoch_{e}.pt" for e in best], "model")
+    assert all(torch.allclose(v, expected[k], atol=1e-6) for k, v in state["model"].items())
+
+    # the next stage starts from that average (network and class weights)
+    exp["margin"] = {"epochs": 0, "head": {"name": "amsoftmax", "scale": 16.0, "margin": 0.2}}
+    nxt = load_checkpoint(run_stage(resolve_stage(exp, "margin"), train, train, spk2id, tmp_path / "margin",
+                                    init_checkpoint=final))
+    assert all(torch.equal(v, state["model"][k]) for k, v in nxt["model"].items())
+    assert torch.equal(nxt["head"]["weight"], state["head"]["weight"])
+    with pytest.raises(VoxflowError, match="warmup.average: invalid value 0"):
+        run_stage({**resolve_stage(exp, "warmup"), "average": 0}, train, train, spk2id, out)
+
+
 # -- SIGKILL mid-epoch, rerun, same weights -------------------------------------------------------------------------
 def _train_cmd(exp: dict, utts: Path, out: Path) -> list[str]:
     return [sys.executable, str(REPO / "scripts/train.py"), "--config", json.dumps(exp), "--stages", "warmup",

@@ -277,3 +277,22 @@ def test_cli_import_export_round_trip_and_one_line_errors(vox_dir, tmp_path, cap
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {tmp_path / 'nowhere'}: Kaldi data directory not found"]
+
+
+def test_musan_layout_speech_is_the_babble_pool(tmp_path):
+    from voxflow.data.importers import import_augmentation_dir
+
+    root = tmp_path / "musan"
+    for sub, n in (("noise/free-sound", 2), ("music/fma", 1), ("speech/librivox", 3)):
+        for i in range(n):
+            path = root / sub / f"{sub.split('/')[0]}-{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, tone(100 + 30 * i, 0.2), SR)
+    table = import_augmentation_dir(root, "noise")
+    assert table.kind.value_counts().to_dict() == {"babble": 3, "noise": 2, "music": 1}
+    odd = root / "applause" / "a.wav"
+    odd.parent.mkdir()
+    sf.write(odd, tone(300, 0.2), SR)
+    with pytest.raises(VoxflowError, match="noise/, music/, babble/ \\(or MUSAN's speech/\\)") as err:
+        import_augmentation_dir(root, "noise")
+    assert str(odd) in str(err.value)

@@ -1,6 +1,7 @@
 """Classification heads and the margin scheduler (voxflow.losses)."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from voxflow.errors import VoxflowError
 from voxflow.losses import MarginScheduler, build_head, head_names
 
 S = 32.0
+REPO = Path(__file__).resolve().parents[1]
 
 
 def identity_head(name, **kwargs):
@@ -146,6 +148,53 @@ def test_asoftmax_lambda_annealing_schedule():
     resumed = build_head("asoftmax", 4, 3)
     resumed.load_state_dict(head.state_dict())  # the schedule survives a checkpoint
     assert (resumed.iteration, resumed.lam) == (10_001, 42.0)
+
+
+def _config_with_head(head: dict) -> dict:
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg["experiments"]["xvector_aam"]["margin"]["head"] = head
+    return cfg
+
+
+def test_asoftmax_lambda_keys_from_the_config_reach_the_head():
+    from snakemake.utils import validate
+
+    from voxflow.train.network import build_classifier
+
+    head_cfg = {"name": "asoftmax", "margin": 4, "lambda_base": 100.0, "lambda_min": 2.0, "gamma": 0.5,
+                "power": 2.0}
+    validate(_config_with_head(dict(head_cfg)), str(REPO / "config/schema.yaml"))
+    head = build_classifier(head_cfg, 4, 3).train()
+    assert (head.margin, head.lambda_base, head.lambda_min, head.gamma, head.power) == (4, 100.0, 2.0, 0.5, 2.0)
+    emb, labels = torch.randn(2, 4), torch.tensor([0, 1])
+    lams = []
+    for _ in range(4):
+        head(emb, labels)
+        lams.append(head.lam)
+    assert lams == pytest.approx([100.0, 100.0 / 1.5**2, 100.0 / 2.0**2, 100.0 / 2.5**2])
+    head.iteration = 1000
+    head(emb, labels)
+    assert head.lam == 2.0  # lambda_min
+    held = build_classifier({"name": "asoftmax", "lambda_base": 7.0, "anneal": False}, 4, 3).train()
+    held(emb, labels)
+    held(emb, labels)
+    assert held.lam == 7.0
+
+
+@pytest.mark.parametrize("key, value", [("lambda_base", 100.0), ("gamma", 0.1), ("anneal", False)])
+def test_asoftmax_keys_with_another_head_are_named(key, value):
+    from snakemake.utils import validate
+    from snakemake_interface_common.exceptions import WorkflowError
+
+    from voxflow.train.network import build_classifier
+
+    head_cfg = {"name": "amsoftmax", "scale": 30.0, "margin": 0.2, key: value}
+    with pytest.raises(WorkflowError, match=rf"(?s){key} is an asoftmax key.*\['margin'\]\['head'\]\['{key}'\]"):
+        validate(_config_with_head(dict(head_cfg)), str(REPO / "config/schema.yaml"))
+    with pytest.raises(VoxflowError, match=rf"margin.head: {key}: A-softmax's lambda annealing.*'amsoftmax'"):
+        build_classifier(head_cfg, 4, 3, where="margin.head")
 
 
 # --- margin attribute, numerics, init ------------------------------------------------------------

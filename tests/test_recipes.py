@@ -74,7 +74,9 @@ def test_config_validates_and_builds_its_dag(config, tmp_path):
     backends = len(cfg.get("backends") or {"cosine": {}})
     assert jobs["train_stage"] == sum(len(trained_stages(e)) for e in experiments.values())
     assert jobs["export"] == len(experiments)
-    assert jobs["score"] == systems * len(cfg["trial_sets"]) * backends
+    calibrated = bool(cfg.get("calibration", {}).get("enabled"))  # + the calibration trials, scored likewise
+    assert jobs["score"] == systems * (len(cfg["trial_sets"]) + calibrated) * backends
+    assert jobs.get("calibrate", 0) == calibrated * systems * len(cfg["trial_sets"]) * backends
     if not cfg["demo"].get("enabled", True):
         assert "demo_corpus" not in jobs
 
@@ -82,11 +84,11 @@ def test_config_validates_and_builds_its_dag(config, tmp_path):
 def test_recipe_misspelled_key_is_refused(tmp_path):
     """The dry run really validates a recipe: a head key the schema lacks stops it, naming the key."""
     cfg = load(REPO / "config/voxceleb_xvector_margins.yaml")
-    cfg["experiments"]["xvector_asoftmax"]["margin"]["head"]["lambda_min"] = 5.0
+    cfg["experiments"]["xvector_asoftmax"]["margin"]["head"]["lambda_start"] = 5.0
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(cfg, sort_keys=False))
     proc = dry_run(bad, tmp_path)
-    assert proc.returncode != 0 and "lambda_min" in proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "lambda_start" in proc.stdout + proc.stderr
 
 
 def _trainings(cfg: dict):

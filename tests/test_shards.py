@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -139,3 +140,52 @@ def test_write_errors_name_the_file(tmp_path):
         write_shards(odd, tmp_path / "s3")
     with pytest.raises(VoxflowError, match="lacks column"):
         write_shards(df.drop(columns=["spk_id"]), tmp_path / "s4")
+
+
+def test_rewrite_with_fewer_shards_removes_stale_ones(tmp_path):
+    df = make_corpus(tmp_path / "wav", n=12)
+    out = tmp_path / "s"
+    (out).mkdir()
+    other = out / "notes.tar"
+    other.write_bytes(b"x")  # not a shard name: left alone
+    first = write_shards(df, out, utts_per_shard=3)
+    assert len(first) == 4
+    second = write_shards(df.iloc[:5], out, utts_per_shard=3)
+    assert sorted(p.name for p in out.glob("shard_*.tar")) == ["shard_000000.tar", "shard_000001.tar"]
+    assert other.exists() and second["num_utts"].tolist() == [3, 2]
+    got = {s["utt_id"] for p in second["shard_path"] for s in iter_shard(p, decode=False, sha256=None)}
+    assert got == set(df["utt_id"][:5])
+
+
+def test_iter_shard_checks_digest_while_streaming(tmp_path):
+    df = make_corpus(tmp_path / "wav", n=5)
+    row = write_shards(df, tmp_path / "s", utts_per_shard=5).iloc[0]
+    assert len(list(iter_shard(row.shard_path, sha256=row.sha256))) == 5
+    raw = bytearray(Path(row.shard_path).read_bytes())
+    raw[-1] = 1  # only the end-of-archive padding changes: every member still reads
+    Path(row.shard_path).write_bytes(bytes(raw))
+    assert len(list(iter_shard(row.shard_path))) == 5
+    with pytest.raises(VoxflowError) as err:
+        list(iter_shard(row.shard_path, sha256=row.sha256))
+    assert row.shard_path in str(err.value) and row.sha256 in str(err.value)
+    assert hashlib.sha256(bytes(raw)).hexdigest() in str(err.value)
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_reader_handles_long_names_of_other_tar_writers(tmp_path, fmt):
+    df = make_corpus(tmp_path / "wav", n=3)
+    path = tmp_path / "foreign.tar"
+    key = "k" * 120  # longer than a USTAR name field
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for i, row in enumerate(df.itertuples()):
+            meta = json.dumps({"utt_id": row.utt_id, "spk_id": row.spk_id}).encode()
+            audio = (f"{key}{i}{Path(row.path).suffix}", Path(row.path).read_bytes())
+            for name, data in ((f"{key}{i}.json", meta), audio):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    stats = {}
+    got = list(iter_shard(path, stats=stats, sha256=hashlib.sha256(path.read_bytes()).hexdigest()))
+    assert [s["utt_id"] for s in got] == df["utt_id"].tolist() and stats == {"ok": 3}
+    for s, row in zip(got, df.itertuples()):
+        np.testing.assert_array_equal(s["wav"], read_audio(row.path)[0])

@@ -78,6 +78,15 @@ def test_average_checkpoints(tmp_path):
     avg = average_checkpoints([tmp_path / "epoch_2.pt", tmp_path / "epoch_3.pt"])
     assert torch.allclose(avg["model"]["w"], torch.full((2,), 4.0))
     assert avg["model"]["n"].item() == 2  # integer buffers come from the last
+    for i, v in enumerate([1.0, 3.0]):  # with head=True the class weights are averaged too (Wespeaker's avg_model)
+        save_checkpoint({"model": {"w": torch.full((2,), v)}, "head": {"weight": torch.full((2, 2), 2 * v)},
+                         "model_cfg": "{}", "data_cfg": "{}", "head_cfg": "{}", "num_classes": 2, "stage_cfg": "{}"},
+                        tmp_path / f"h_{i}.pt")
+    paths = [tmp_path / "h_0.pt", tmp_path / "h_1.pt"]
+    assert torch.equal(average_checkpoints(paths)["head"]["weight"], torch.full((2, 2), 6.0))  # from the last
+    both = average_checkpoints(paths, head=True)
+    assert torch.equal(both["head"]["weight"], torch.full((2, 2), 4.0)) and both["stage_cfg"] == "{}"
+    assert torch.equal(both["model"]["w"], torch.full((2,), 2.0))
     save_checkpoint({"model": {"other": torch.ones(1)}}, tmp_path / "bad.pt")
     with pytest.raises(VoxflowError, match="do not match"):
         average_checkpoints([tmp_path / "bad.pt", tmp_path / "epoch_3.pt"])

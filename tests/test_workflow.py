@@ -76,6 +76,11 @@ def test_every_output_exists_and_parses(finished_run):
     assert len(dia) == 1 and 0 <= dia["der_%"].iloc[0]
     metrics = json.loads((workdir / "exp/xvector_aam/scores/demo/cosine.json").read_text())
     assert {"eer", "min_dcf_0.01", "min_dcf_0.001", "n_target", "n_nontarget"} <= set(metrics)
+    assert set(ver.calibration) == {"none", "QMF (duration, norm)"}  # calibration: enabled in the demo config
+    assert ver[ver.calibration != "none"]["cllr"].gt(0).all() and ver[ver.calibration == "none"]["cllr"].isna().all()
+    calibrated = json.loads((workdir / "exp/xvector_aam/calibrated/demo/cosine.json").read_text())
+    assert calibrated["calibration"]["constant"] == ["norm_min", "norm_max"]  # the embeddings are L2-normalised
+    assert {"cllr", "act_dcf", "act_dcf_0.01"} <= set(calibrated)
     der = json.loads((workdir / "exp/xvector_aam/diarization/demo/der.json").read_text())
     assert abs(der["der"] - (der["miss"] + der["false_alarm"] + der["confusion"])) < 1e-6
     for png in ("det_demo.png", "training_curves.png", "diarization_demo.png"):
@@ -122,7 +127,7 @@ def test_backend_change_reruns_only_scoring(finished_run):
     finally:
         write_config(workdir, cfg)
     assert {"fit_backend", "score", "summary"} <= set(jobs)
-    assert set(jobs) <= {"fit_backend", "score", "det_plot", "summary", "all"}
+    assert set(jobs) <= {"fit_backend", "score", "calibrate", "det_plot", "summary", "all"}
 
 
 def test_misspelled_key_is_named(tmp_path):

@@ -36,6 +36,7 @@ def eval_config(cfg: dict) -> dict:
     cfg["cleaning"]["enabled"] = False
     cfg["experiments"]["xvector_aam"]["untrained_baseline"] = False
     cfg["backends"] = {"cosine": {"type": "cosine"}}
+    cfg["calibration"]["enabled"] = False
     return cfg
 
 
@@ -181,7 +182,7 @@ def test_fetch_extract_manifest_and_reruns(server, tmp_path, monkeypatch):
     manifest = pd.read_parquet(tmp_path / target)
     assert len(manifest) == 8 and set(manifest.spk_id) == {"id90", "id91"}
     fetched = json.loads((tmp_path / "data/corpora/web/.fetched").read_text())
-    assert fetched["files"]["webvox.tar.gz"] == {"checksum": f"sha256:{sha}", "verified": True}
+    assert fetched["files"]["webvox.tar.gz"] == {"checksum": f"sha256:{sha}", "verified": "published"}
     assert fetched["extracted"]["unpacked"]["files"] == 8
     assert server.count("/dl/webvox.tar.gz") >= 1
 
@@ -239,23 +240,30 @@ def test_plan_download_catalog_mirrors_and_errors(tmp_path):
         "sources": {"vox": {"base_url": "https://official.example/vox"}},
         "corpora": {"set_a": {"source": "vox", "files": [{"path": "a.zip", "md5": "1" * 32}],
                               "extract": {"a.zip": "set_a"}},
-                    "lists": {"source": "vox", "files": [{"path": "trials.txt"}]}}}))
+                    "lists": {"source": "vox", "files": [{"path": "trials.txt", "no_checksum": "none published"}]}}}))
     both = plan_download("v", {"catalog": ["set_a", "lists"]}, catalog, env={"VOXFLOW_MIRROR_VOX": "https://env.example"})
     assert [f.url for c in both for f in c.files] == ["https://env.example/a.zip", "https://env.example/trials.txt"]
     assert both[0].files[0].mirrors == ("https://official.example/vox/a.zip",) and both[0].extract == {"a.zip": "set_a"}
     cfg = plan_download("v", {"catalog": "set_a", "mirrors": {"vox": "https://cfg.example"}, "extract": False},
                         catalog, env={"VOXFLOW_MIRROR_VOX": "https://env.example"})
     assert cfg[0].files[0].url == "https://cfg.example/a.zip" and cfg[0].extract == {}
-    files = plan_download("v", {"files": [{"url": "$HOST/x/y.tar.gz?token=1"}, {"url": "https://h/t.txt"}]}, None,
-                          env={"HOST": "https://h"})
+    files = plan_download("v", {"files": [{"url": "$HOST/x/y.tar.gz?token=1", "md5": "2" * 32},
+                                          {"url": "https://h/t.txt", "no_checksum": "lab list, no digest kept"}]},
+                          None, env={"HOST": "https://h"})
     assert files[0].files[0].filename == "y.tar.gz" and files[0].extract == {"y.tar.gz": "y"}
+    assert files[0].files[1].no_checksum == "lab list, no digest kept" and files[0].files[1].checksum is None
     for block, message in [
+        ({"files": [{"url": "https://h/a.zip"}]}, "needs sha256 or md5, or no_checksum"),
+        ({"files": [{"url": "https://h/a.zip", "md5": "1" * 32, "no_checksum": "x"}]}, "both a checksum and"),
+        ({"files": [{"url": "https://h/a.zip", "no_checksum": " "}]}, "files[0].no_checksum: must say why"),
         ({"files": [{"url": "https://h/a.zip"}], "catalog": "set_a"}, "exactly one of"),
-        ({"files": [{"url": "$UNSET_VAR/a.zip"}]}, "$UNSET_VAR"),
-        ({"files": [{"url": "ftp://h/a.zip"}]}, "http(s)"),
+        ({"files": [{"url": "$UNSET_VAR/a.zip", "no_checksum": "r"}]}, "$UNSET_VAR"),
+        ({"files": [{"url": "ftp://h/a.zip", "no_checksum": "r"}]}, "http(s)"),
         ({"files": [{"url": "https://h/a.zip", "sha256": "xyz"}]}, "files[0]"),
-        ({"files": [{"url": "https://h/a.zip"}, {"url": "https://h/b.zip"}], "subdir": "d"}, "exactly one archive"),
-        ({"files": [{"url": "https://h/a.zip"}], "subdir": "../out"}, "inside the download directory"),
+        ({"files": [{"url": "https://h/a.zip", "no_checksum": "r"}, {"url": "https://h/b.zip", "no_checksum": "r"}],
+          "subdir": "d"}, "exactly one archive"),
+        ({"files": [{"url": "https://h/a.zip", "no_checksum": "r"}], "subdir": "../out"},
+         "inside the download directory"),
         ({"catalog": "nope"}, "unknown corpus 'nope'"),
         ({"files": [{"url": "https://h/a.zip"}], "extrakt": True}, "extrakt"),
     ]:
@@ -263,6 +271,22 @@ def test_plan_download_catalog_mirrors_and_errors(tmp_path):
             plan_download("v", block, catalog, env={})
         assert message in str(err.value)
         assert "nope" in str(err.value) or "corpora.v.download" in str(err.value)  # names the config key
+
+
+def test_fetch_download_trusts_a_file_without_checksum_on_first_use(server, tmp_path):
+    from voxflow.data.fetch import fetch_download
+
+    server.files["/lab/list.txt"] = b"1 a.wav b.wav\n"
+    block = {"files": [{"url": server.url("/lab/list.txt"), "no_checksum": "the lab keeps no digests"}]}
+    record = fetch_download("lab", block, tmp_path / "lab", progress=False)
+    sha = hashlib.sha256(b"1 a.wav b.wav\n").hexdigest()
+    assert record["files"]["list.txt"] == {"checksum": f"sha256:{sha}", "verified": "first-use",
+                                           "no_checksum": "the lab keeps no digests"}
+    assert (tmp_path / "lab/list.txt.sha256").read_text() == f"{sha}  list.txt\n"
+    (tmp_path / "lab/list.txt").unlink()
+    server.files["/lab/list.txt"] = b"0 a.wav b.wav\n"
+    with pytest.raises(VoxflowError, match="list.txt: checksum mismatch"):
+        fetch_download("lab", block, tmp_path / "lab", progress=False, retries=0)
 
 
 # ---------------------------------------------------------------- the example config
@@ -281,6 +305,65 @@ def test_example_config_plans_local_sets_and_downloads(tmp_path):
     out = snakemake(tmp_path, "-n", "-p").stdout
     for expected in ("--corpus my_corpus", "/data/my_corpus/trials.txt", "--uem=/data/my_meetings/all.uem",
                      "fetch_corpus.py download --corpus vox1_test", "fetch_corpus.py download --corpus vox2_dev",
-                     "fetch_corpus.py convert --corpus vox2_dev"):
+                     "fetch_corpus.py convert --corpus vox2_dev", "fetch_corpus.py download --corpus vox1_all",
+                     "fetch_corpus.py download --corpus cn1_eval", "--format cnceleb"):
         assert expected in out, expected
     assert "fetch_corpus.py download --corpus lab_corpus" not in out  # declared, but nothing uses it
+
+
+# ---------------------------------------------------------------- CN-Celeb through the rules
+
+
+def test_cnceleb_training_and_evaluation_sets_through_the_rules(tmp_path):
+    from test_cnceleb import make_cnceleb
+
+    root = make_cnceleb(tmp_path / "corpora")
+    cfg = eval_config(tiny_config())
+    cfg["audio"]["min_duration_s"] = 0.2  # the miniature's files are short
+    cfg["corpora"]["cn_train"] = {"format": "cnceleb", "path": str(root / "data"),
+                                  "speaker_list": str(root / "dev/dev.lst")}
+    cfg["corpora"]["cn_eval"] = {"format": "cnceleb", "path": str(root / "eval")}
+    cfg["corpora"]["cn_all"] = {"format": "cnceleb", "path": str(root / "data"), "extra_paths": [str(root / "eval")]}
+    shutil.copytree(root / "eval", tmp_path / "eval_copy")
+    cfg["corpora"]["cn_twice"] = {"format": "cnceleb", "path": str(root / "eval"),
+                                  "extra_paths": [str(tmp_path / "eval_copy")]}
+    cfg["trial_sets"] = {"cn": {"corpus": "cn_eval", "path": str(root / "eval/lists/trials.lst"), "format": "cnceleb"}}
+    write_config(tmp_path, cfg)
+    snakemake(tmp_path, "data/manifests/cn_train.parquet", "data/trials/cn.parquet", "data/manifests/cn_all.parquet")
+    both = pd.read_parquet(tmp_path / "data/manifests/cn_all.parquet")
+    assert len(both) == 6 + 5 and (both.corpus == "cn_all").all() and both.utt_id.is_unique
+    train = pd.read_parquet(tmp_path / "data/manifests/cn_train.parquet")
+    assert sorted(train.spk_id.unique()) == ["id00000", "id00001"] and train.session_id.nunique() == 4
+    trials = pd.read_parquet(tmp_path / "data/trials/cn.parquet")
+    assert len(trials) == 6 and trials.enroll_id.str.startswith("enroll/").all()
+    # A trial naming an utterance the evaluation set lacks stops the rule, naming the list's line; an id found
+    # in both directories of one corpus stops its manifest.
+    lst = root / "eval/lists/trials.lst"
+    lst.write_text(lst.read_text() + "id00801-enroll test/id00801-movie-01-001.wav 0\n")
+    proc = snakemake(tmp_path, "data/trials/cn.parquet", "data/manifests/cn_twice.parquet", "--forcerun", "trials",
+                     "--keep-going", check=False)
+    log = (tmp_path / "logs/trials/cn.log").read_text()
+    assert proc.returncode != 0 and f"{lst}:7:" in log and "test/id00801-movie-01-001" in log
+    log = (tmp_path / "logs/manifest/cn_twice.log").read_text()
+    assert "duplicate utterance id 'enroll/id00800-enroll'" in log
+
+
+def test_readme_voxceleb_recipe_plans_fetches_conversion_and_all_three_lists(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("**On VoxCeleb**", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    cfg = eval_config(tiny_config())
+    recipe = yaml.safe_load(block)
+    cfg["corpora"].update(recipe["corpora"])
+    cfg["train_corpora"], cfg["augmentation"], cfg["trial_sets"] = (recipe["train_corpora"], recipe["augmentation"],
+                                                                    recipe["trial_sets"])
+    cfg["diarization_sets"] = {}
+    write_config(tmp_path, cfg)
+    out = snakemake(tmp_path, "-n", "-p").stdout
+    for expected in ("fetch_corpus.py download --corpus vox2_dev", "fetch_corpus.py convert --corpus vox2_dev",
+                     "fetch_corpus.py download --corpus vox1", "fetch_corpus.py download --corpus musan",
+                     "list_test_all2.txt", "list_test_hard2.txt", "veri_test2.txt",
+                     "voxceleb1/test/wav",
+                     "augmentation_manifest.py --kind noise --dir data/corpora/musan/musan/musan"):
+        assert expected in out, expected
+    plan = plan_download("musan", recipe["corpora"]["musan"]["download"], env={})
+    assert [c.name for c in plan] == ["musan", "rirs_noises"] and plan[1].extract == {"rirs_noises.zip": "rirs_noises"}

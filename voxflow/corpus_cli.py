@@ -21,6 +21,10 @@ def _import(args) -> None:
         options.update(audio_dir=args.audio_dir)
     elif args.allow_pipes or args.audio_dir:
         raise VoxflowError("--allow-pipes and --audio-dir apply to --format kaldi/wespeaker only")
+    if args.speaker_list:
+        if args.format != "cnceleb":
+            raise VoxflowError("--speaker-list applies to --format cnceleb only")
+        options.update(speaker_list=args.speaker_list)
     table = import_corpus(args.source, args.format, corpus=args.corpus or Path(args.source).name, **options)
     write_table(table, args.out, "utterances")
     print(f"{args.source}: {len(table)} utterances, {table.spk_id.nunique()} speakers, "
@@ -65,11 +69,8 @@ def _list(args) -> None:
     catalog = load_catalog(args.catalog)
     for name in corpus_names(catalog):
         c = resolve(name, catalog)
-        unverified = sum(1 for f in c.files if f.checksum is None)
-        if unverified and c.combine is not None and c.combine.checksum is not None:
-            flag = " [parts verified once joined]"
-        else:
-            flag = f" [{unverified} file(s) without published checksum]" if unverified else ""
+        tofu = sum(1 for f in c.files if f.no_checksum is not None)
+        flag = f" [{tofu} file(s) without published checksum: trusted on first use]" if tofu else ""
         print(f"{name}: {c.description} ({len(c.files)} file(s)){flag}")
 
 
@@ -100,8 +101,9 @@ def add_corpus_parser(subparsers) -> argparse.ArgumentParser:
     sub = corpus.add_subparsers(dest="corpus_command", required=True)
 
     imp = sub.add_parser("import", help="manifest (utterances Parquet) of a local corpus")
-    imp.add_argument("source", help="VoxCeleb-layout directory, Kaldi data directory, or Wespeaker list")
-    imp.add_argument("--format", required=True, choices=["voxceleb", "kaldi", "wespeaker"])
+    imp.add_argument("source", help="VoxCeleb-layout directory, Kaldi data directory, Wespeaker list, or CN-Celeb "
+                                    "data/ or eval/ directory")
+    imp.add_argument("--format", required=True, choices=["voxceleb", "kaldi", "wespeaker", "cnceleb"])
     imp.add_argument("--out", required=True, help="utterances Parquet to write")
     imp.add_argument("--corpus", help="value of the corpus column (default: the source's name)")
     imp.add_argument("--sample-rate", type=int, default=16000)
@@ -110,6 +112,7 @@ def add_corpus_parser(subparsers) -> argparse.ArgumentParser:
     imp.add_argument("--allow-pipes", action="store_true", help="run 'command |' entries of a Kaldi wav.scp")
     imp.add_argument("--audio-dir", help="where piped (Kaldi) or unpacked shard (Wespeaker) audio is written")
     imp.add_argument("--jobs", type=int, default=1, help="pipe commands run at once")
+    imp.add_argument("--speaker-list", help="cnceleb: keep only the speakers listed in this file (e.g. dev/dev.lst)")
 
     exp = sub.add_parser("export", help="write a manifest as a Kaldi directory or a Wespeaker raw list")
     exp.add_argument("manifest", help="utterances Parquet")

@@ -6,6 +6,7 @@ randomness comes only from the ``numpy.random.Generator`` passed in.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import numpy as np
 import scipy.fft
@@ -20,6 +21,11 @@ def _tensor(x, name: str) -> torch.Tensor:
     if t.dim() != 1 or t.numel() == 0:
         raise VoxflowError(f"augment: {name} must be non-empty 1-D audio, got shape {tuple(t.shape)}")
     return t
+
+
+def _power(x: torch.Tensor) -> float:
+    """Mean power of a signal, via a float32 norm (no float64 copy: that copy costs more than the rest)."""
+    return float(torch.linalg.vector_norm(x)) ** 2 / x.numel()
 
 
 def fit_length(noise: torch.Tensor, length: int, rng: np.random.Generator) -> torch.Tensor:
@@ -40,8 +46,8 @@ def add_noise(wav, noise, snr_db: float, rng: np.random.Generator) -> torch.Tens
     """
     x = _tensor(wav, "wav")
     seg = fit_length(_tensor(noise, "noise"), x.numel(), rng)
-    p_sig = float(x.double().pow(2).mean())
-    p_noise = float(seg.double().pow(2).mean())
+    p_sig = _power(x)
+    p_noise = _power(seg)
     if p_sig <= 0.0 or p_noise <= 0.0:
         return x.clone()
     scale = math.sqrt(p_sig / (p_noise * 10.0 ** (snr_db / 10.0)))
@@ -49,51 +55,98 @@ def add_noise(wav, noise, snr_db: float, rng: np.random.Generator) -> torch.Tens
 
 
 def add_noises(wav, noises: list, snrs_db: list, rng: np.random.Generator) -> torch.Tensor:
-    """Add several noise clips, each scaled to its own SNR relative to ``wav`` (babble)."""
+    """Add several noise clips, each scaled to its own SNR relative to ``wav`` (babble).
+
+    Vectorised: the segments are stacked, their powers and gains computed at once and the mix is one
+    matrix-vector product; silent segments get gain 0.
+    """
     x = _tensor(wav, "wav")
-    out = x.clone()
-    p_sig = float(x.double().pow(2).mean())
-    if p_sig <= 0.0:
-        return out
-    for noise, snr in zip(noises, snrs_db):
-        seg = fit_length(_tensor(noise, "noise"), x.numel(), rng)
-        p_noise = float(seg.double().pow(2).mean())
-        if p_noise > 0.0:
-            out += math.sqrt(p_sig / (p_noise * 10.0 ** (snr / 10.0))) * seg
-    return out
+    p_sig = _power(x)
+    if p_sig <= 0.0 or not len(noises):
+        return x.clone()
+    segs = torch.stack([fit_length(_tensor(n, "noise"), x.numel(), rng) for n in noises])
+    p_noise = torch.linalg.vector_norm(segs, dim=1).double().square() / x.numel()
+    snr = torch.as_tensor(np.asarray(snrs_db, dtype=np.float64))
+    gain = torch.where(p_noise > 0, (p_sig / (p_noise.clamp_min(1e-300) * 10.0 ** (snr / 10.0))).sqrt(), 0.0)
+    return x + gain.to(torch.float32) @ segs
 
 
-def fft_convolve(x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+def fft_size(n: int) -> int:
+    """Fast real-FFT length >= n."""
+    return scipy.fft.next_fast_len(n, real=True)
+
+
+def fft_convolve(x: torch.Tensor, h: torch.Tensor, h_spectrum: np.ndarray | None = None) -> torch.Tensor:
     """Full linear convolution (len(x) + len(h) - 1 samples) via float32 real FFTs of a fast length.
 
     scipy's pocketfft is used: for single 2 s signals it is 2-3x faster than torch.fft on CPU.
+    ``h_spectrum`` is ``rfft(h, n=fft_size(len(x) + len(h) - 1))`` if already known.
     """
     n = x.numel() + h.numel() - 1
-    nfft = scipy.fft.next_fast_len(n, real=True)
-    xs, hs = x.detach().numpy(), h.detach().numpy()
-    y = scipy.fft.irfft(scipy.fft.rfft(xs, n=nfft) * scipy.fft.rfft(hs, n=nfft), n=nfft)[:n]
+    nfft = fft_size(n)
+    xs = x.detach().numpy()
+    hs = scipy.fft.rfft(h.detach().numpy(), n=nfft) if h_spectrum is None else h_spectrum
+    y = scipy.fft.irfft(scipy.fft.rfft(xs, n=nfft) * hs, n=nfft)[:n]
     return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
 
 
-def reverberate(wav, rir, rescale: str = "power") -> torch.Tensor:
+class SpectrumCache:
+    """Least-recently-used store of normalised RIR spectra by (RIR key, FFT size), at most ``max_bytes``.
+
+    Training chunks have one length, so each RIR needs one spectrum: with a cache, reverberation
+    costs two FFTs instead of three. A set of RIRs larger than the cache just sees fewer hits.
+    """
+
+    def __init__(self, max_bytes: int = 64 << 20):
+        self.max_bytes, self.bytes = int(max_bytes), 0
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, key, nfft: int, h: torch.Tensor) -> tuple[np.ndarray, int]:
+        """(spectrum of the unit-norm RIR at ``nfft`` points, direct-path delay) of RIR ``h`` named ``key``."""
+        k = (key, nfft)
+        item = self._items.get(k)
+        if item is not None:
+            self._items.move_to_end(k)
+            return item
+        item = _rir_spectrum(h, nfft)
+        self._items[k] = item
+        self.bytes += item[0].nbytes
+        while self.bytes > self.max_bytes and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self.bytes -= old[0].nbytes
+        return item
+
+
+def _rir_spectrum(h: torch.Tensor, nfft: int) -> tuple[np.ndarray, int]:
+    norm = float(torch.linalg.vector_norm(h))
+    if norm == 0.0:
+        raise VoxflowError("augment: the RIR is all zeros")
+    delay = int(h.abs().argmax())
+    return scipy.fft.rfft(h.detach().numpy() / np.float32(norm), n=nfft), delay
+
+
+def reverberate(wav, rir, rescale: str = "power", cache: SpectrumCache | None = None, key=None) -> torch.Tensor:
     """Convolve ``wav`` with a room impulse response, keeping its length and time alignment.
 
     The output is shifted back by the RIR's direct-path delay (index of its largest magnitude)
     and cut to the input length; ``rescale`` is "power" (match the input's mean power),
-    "peak" (match its peak amplitude) or "none".
+    "peak" (match its peak amplitude) or "none". With ``cache`` and a ``key`` naming the RIR,
+    its spectrum is computed once per FFT size.
     """
     x = _tensor(wav, "wav")
     h = _tensor(rir, "rir")
-    norm = float(h.norm())
-    if norm == 0.0:
-        raise VoxflowError("augment: the RIR is all zeros")
-    h = h / norm
-    delay = int(h.abs().argmax())
-    y = fft_convolve(x, h)[delay : delay + x.numel()]
+    n = x.numel() + h.numel() - 1
+    nfft = fft_size(n)
+    if cache is not None and key is not None:
+        spec, delay = cache.get(key, nfft, h)
+    else:
+        spec, delay = _rir_spectrum(h, nfft)
+    full = scipy.fft.irfft(scipy.fft.rfft(x.detach().numpy(), n=nfft) * spec, n=nfft)
+    y = torch.from_numpy(np.ascontiguousarray(full[delay : delay + x.numel()], dtype=np.float32))
     if rescale == "power":
-        p_out = float(y.double().pow(2).mean())
+        p_out = _power(y)
         if p_out > 0.0:
-            y = y * math.sqrt(float(x.double().pow(2).mean()) / p_out)
+            y = y * math.sqrt(_power(x) / p_out)
     elif rescale == "peak":
         peak_out = float(y.abs().max())
         if peak_out > 0.0:

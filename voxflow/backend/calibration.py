@@ -6,14 +6,17 @@
     p / N_tgt * sum_tgt log(1 + e^-(llr + logit p)) + (1 - p) / N_non * sum_non log(1 + e^(llr + logit p))
 
 solved by Newton's method (the objective is convex). Quality measures (e.g. log durations of
-enrollment and test) enter as extra linear terms (quality-measure functions).
+enrollment and test, embedding norms: ``trial_quality``) enter as extra linear terms, as in the
+quality-measure functions (QMF) of Wespeaker's calibration stage.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
+import pandas as pd
 from scipy.special import expit, log_expit
 
 from voxflow.backend.npz import load_npz, save_npz
@@ -21,6 +24,8 @@ from voxflow.errors import VoxflowError
 from voxflow.metrics.verification import validate_scores
 
 _RIDGE = 1e-9  # keeps Newton finite on perfectly separable training data
+_FLAT_RELATIVE = 1e-5  # a column whose standard deviation is below this fraction of its mean is constant
+log = logging.getLogger(__name__)
 
 
 def _features(scores: np.ndarray, quality, n_quality: int | None) -> np.ndarray:
@@ -45,6 +50,7 @@ class LogisticCalibration:
         self.p_target = float(p_target)
         self.max_iter = int(max_iter)
         self.weights: np.ndarray | None = None  # [a, w_1..w_K, b]
+        self.constant_quality: list[int] = []  # quality columns left out (weight 0) as constant
 
     def _objective(self, theta, phi, y, wt, offset):
         z = phi @ theta + offset
@@ -58,8 +64,17 @@ class LogisticCalibration:
         # standardise the non-constant columns for conditioning; undone at the end
         centre = np.r_[phi[:, :-1].mean(axis=0), 0.0]
         scale = np.r_[phi[:, :-1].std(axis=0), 1.0]
+        # quality columns constant up to rounding (e.g. norms of L2-normalised embeddings) carry no information
+        # but would let separable training data drive their weights to anything: their weight is fixed at 0
+        flat = scale[:-1] <= _FLAT_RELATIVE * np.abs(centre[:-1])
+        flat[0] = False
+        self.constant_quality = [int(j) - 1 for j in np.flatnonzero(flat)]
+        if self.constant_quality:
+            log.warning("quality measure column(s) %s are constant; left out of the calibration",
+                        self.constant_quality)
         scale[scale == 0] = 1.0
         phi_std = (phi - centre) / scale
+        phi_std[:, np.flatnonzero(flat)] = 0.0
         p = self.p_target
         wt = np.where(y, p / y.sum(), (1 - p) / (~y).sum())
         offset = np.log(p / (1 - p))
@@ -108,3 +123,87 @@ class LogisticCalibration:
         model = cls(float(arrays["p_target"]))
         model.weights = np.asarray(arrays["weights"], dtype=np.float64)
         return model
+
+
+QUALITY_MEASURES = ("duration", "norm")
+
+
+def _side_values(values: pd.Series, ids: pd.Series, measure: str, where: str) -> np.ndarray:
+    index = pd.Index(values.index)
+    if not index.is_unique:
+        raise VoxflowError(f"{where}: id {index[index.duplicated()][0]!r} occurs more than once")
+    pos = index.get_indexer(ids)
+    if (pos < 0).any():
+        missing = ids[pos < 0]
+        raise VoxflowError(f"{where}: {measure} of {len(set(missing))} trial id(s) unknown, e.g. {missing.iloc[0]!r}")
+    return values.to_numpy(dtype=np.float64)[pos]
+
+
+def embedding_norms(path: str | os.PathLike, batch_rows: int = 65536) -> pd.Series:
+    """L2 norm of every embedding of an embeddings table (utt_id -> norm), read in batches (bounded memory)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        reader = pq.ParquetFile(path)
+        ids, norms = [], []
+        for batch in reader.iter_batches(batch_size=batch_rows, columns=["utt_id", "embedding"]):
+            col = batch.column("embedding")
+            if not pa.types.is_fixed_size_list(col.type):
+                raise VoxflowError(f"{path}: column 'embedding' must be fixed_size_list<float32>, got {col.type}")
+            x = col.flatten().to_numpy(zero_copy_only=False).astype(np.float64).reshape(len(batch), -1)
+            norms.append(np.sqrt(np.einsum("ij,ij->i", x, x)))
+            ids.extend(batch.column("utt_id").to_pylist())
+    except (OSError, KeyError, pa.ArrowException) as exc:
+        raise VoxflowError(f"{path}: cannot read embeddings (utt_id, embedding): {exc}") from exc
+    return pd.Series(np.concatenate(norms) if norms else np.zeros(0), index=pd.Index(ids, name="utt_id"))
+
+
+def quality_columns(measures) -> list[str]:
+    """Names of the columns ``trial_quality`` makes for ``measures``."""
+    return [f"{m}_{side}" for m in measures for side in ("min", "max")]
+
+
+def trial_quality(trials: pd.DataFrame, measures, durations: pd.Series | None = None,
+                  norms: pd.Series | None = None, where: str = "trials") -> np.ndarray:
+    """Per-trial quality measures, (N, 2 x len(measures)): for each measure the smaller and the larger of the
+    enrolment and test values (symmetric in the two sides). ``duration``: log seconds from ``durations``
+    (utterance id -> duration_s); ``norm``: the raw embedding L2 norm from ``norms`` (id -> norm)."""
+    cols = []
+    for measure in measures:
+        if measure not in QUALITY_MEASURES:
+            raise VoxflowError(f"{where}: quality measure {measure!r} unknown; choose from {QUALITY_MEASURES}")
+        values = durations if measure == "duration" else norms
+        if values is None:
+            raise VoxflowError(f"{where}: quality measure {measure!r} needs its per-utterance values")
+        e = _side_values(values, trials["enroll_id"], measure, where)
+        t = _side_values(values, trials["test_id"], measure, where)
+        if measure == "duration":
+            if (np.r_[e, t] <= 0).any():
+                raise VoxflowError(f"{where}: durations must be positive")
+            e, t = np.log(e), np.log(t)
+        cols += [np.minimum(e, t), np.maximum(e, t)]
+    return np.column_stack(cols) if cols else np.zeros((len(trials), 0))
+
+
+def calibrate_scores(cal_scores: pd.DataFrame, scores: pd.DataFrame, p_target: float = 0.01, quality=(),
+                     cal_values: dict | None = None, values: dict | None = None,
+                     where: str = "") -> tuple[pd.DataFrame, LogisticCalibration]:
+    """Fit a calibration on the labelled scores table ``cal_scores`` and apply it to the scores table ``scores``.
+
+    ``quality`` names measures of ``QUALITY_MEASURES``; ``cal_values`` / ``values`` map each to its per-utterance
+    values (a Series indexed by utterance id) for the calibration and the evaluation trials. Returns the
+    calibrated table (``score`` the LLR, ``raw_score`` the input score) and the fitted model.
+    """
+    quality = list(quality)
+    cal_values, values = cal_values or {}, values or {}
+    q_cal = trial_quality(cal_scores, quality, cal_values.get("duration"), cal_values.get("norm"),
+                          where=f"{where} calibration trials")
+    q_eval = trial_quality(scores, quality, values.get("duration"), values.get("norm"), where=f"{where} trials")
+    labels = cal_scores["label"].to_numpy()
+    if not np.isin(labels, (0, 1)).all():
+        raise VoxflowError(f"{where}: calibration trials need 0/1 labels, found {labels[~np.isin(labels, (0, 1))][0]}")
+    model = LogisticCalibration(p_target).fit(cal_scores["score"].to_numpy(), labels, q_cal if quality else None)
+    raw = scores["score"].to_numpy(dtype=np.float64)
+    out = scores.assign(score=model.transform(raw, q_eval if quality else None), raw_score=raw)
+    return out, model

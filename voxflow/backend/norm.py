@@ -20,7 +20,7 @@ from voxflow.backend.lda import check_matrix, class_codes, class_sums
 from voxflow.backend.pairs import N_WORKERS, BilinearSpace, scores_frame, single_threaded_blas, trial_rows
 from voxflow.errors import VoxflowError
 
-ROW_CHUNK = 2048  # embeddings per cohort-score block: ROW_CHUNK x cohort float32
+ROW_CHUNK = 512  # embeddings per cohort-score block: ROW_CHUNK x cohort float32 (12 MB at 6000)
 _STD_FLOOR = 1e-12
 
 
@@ -42,13 +42,25 @@ def cohort_stats(
     mean = np.empty(len(rows))
     std = np.empty(len(rows))
 
+    cohort_t = np.ascontiguousarray(cohort.z.T, dtype=np.float32)  # (K, n_cohort): a plain GEMM per block
+    col_offset = (cohort.q + space.const).astype(np.float32)
+    add_cols, add_rows = bool(col_offset.any()), bool(space.q.any())
+
     def block(lo: int) -> None:
-        scores = space.cross_scores(cohort, rows[lo : lo + ROW_CHUNK])
+        sel = rows[lo : lo + ROW_CHUNK]
+        scores = space.z[sel] @ cohort_t
+        if add_rows:
+            scores += space.q[sel].astype(np.float32)[:, None]
+        if add_cols:
+            scores += col_offset[None, :]
         if k < n_cohort:
-            scores = np.partition(scores, n_cohort - k, axis=1)[:, n_cohort - k :]
-        scores = scores.astype(np.float64)
-        mean[lo : lo + ROW_CHUNK] = scores.mean(axis=1)
-        std[lo : lo + ROW_CHUNK] = scores.std(axis=1)
+            scores.partition(n_cohort - k, axis=1)  # in place: the top k end up in the last k columns
+            scores = scores[:, n_cohort - k :]
+        top = scores.astype(np.float64)
+        m = top.mean(axis=1)
+        mean[lo : lo + ROW_CHUNK] = m
+        top -= m[:, None]
+        std[lo : lo + ROW_CHUNK] = np.sqrt(np.einsum("ij,ij->i", top, top) / k)
 
     starts = range(0, len(rows), ROW_CHUNK)
     if len(starts) < 2:
@@ -59,6 +71,17 @@ def cohort_stats(
             for f in [pool.submit(block, lo) for lo in starts]:
                 f.result()
     return mean, std
+
+
+def used_rows(n_rows: int, *row_arrays: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The sorted distinct rows used by ``row_arrays`` and each array re-indexed into them (O(N), no sort)."""
+    mask = np.zeros(n_rows, dtype=bool)
+    for r in row_arrays:
+        mask[r] = True
+    used = np.flatnonzero(mask)
+    position = np.zeros(n_rows, dtype=np.intp)
+    position[used] = np.arange(len(used))
+    return used, [position[r] for r in row_arrays]
 
 
 def as_norm(scores, enroll_mean, enroll_std, test_mean, test_std) -> np.ndarray:
@@ -83,10 +106,8 @@ def score_trials_normalized(
     ``plda_backend.space(matrix)`` / ``plda_backend.space(cohort)``.
     """
     rows_e, rows_t = trial_rows(trials_df, ids, len(space.z))
-    used, inverse = np.unique(np.r_[rows_e, rows_t], return_inverse=True)
+    used, (ie, it) = used_rows(len(space.z), rows_e, rows_t)
     mean, std = cohort_stats(space, cohort, top_n, rows=used)
-    n = len(rows_e)
-    ie, it = inverse[:n], inverse[n:]
     raw = space.pair_scores(rows_e, rows_t)
     return scores_frame(trials_df, as_norm(raw, mean[ie], std[ie], mean[it], std[it]), backend_name)
 

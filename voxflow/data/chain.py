@@ -18,6 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 import torchaudio.transforms as AT
 
 from voxflow.audio import augment
@@ -82,8 +83,13 @@ def render(x: torch.Tensor, o: int, n: int, j0: int, j1: int) -> torch.Tensor:
     k = max(0, (j0 * o // n - margin) // o)  # crop starts at a multiple of o: same phase as the full resample
     a = k * o
     b = min(x.numel(), -(-j1 * o // n) + margin)
-    y = _resampler(o, n)(x[a:b])
-    return y[j0 - k * n : j1 - k * n]
+    return _apply_resampler(_resampler(o, n), x[a:b], o, n)[j0 - k * n : j1 - k * n]
+
+
+def _apply_resampler(r: AT.Resample, x: torch.Tensor, o: int, n: int) -> torch.Tensor:
+    """``r(x)`` for 1-D ``x`` (torchaudio's polyphase convolution) without its per-call overhead."""
+    y = F.conv1d(F.pad(x[None], (r.width, r.width + o))[:, None], r.kernel, stride=o)  # (1, n phases, T)
+    return y[0].T.reshape(-1)[: -(-x.numel() * n // o)]
 
 
 def merge_intervals(intervals) -> list[tuple[float, float]]:
@@ -171,6 +177,7 @@ class ClipPool:
         self.kinds: list[str] = []
         self.by_kind: dict[str, list[int]] = {}
         self._clips: list[torch.Tensor] | None = None
+        self.spectra = augment.SpectrumCache()  # RIR spectra per FFT size (per process)
         if df is None or len(df) == 0:
             return
         if "path" not in df.columns:
@@ -192,6 +199,7 @@ class ClipPool:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_clips"] = None  # spawned workers reload lazily instead of receiving a pickled copy
+        state["spectra"] = augment.SpectrumCache(self.spectra.max_bytes)
         return state
 
     def load(self) -> list[torch.Tensor]:
@@ -219,7 +227,8 @@ def augment_chunk(
         return chunk, "clean"
     use_rir = len(rirs) > 0 and (len(noise) == 0 or rng.random() < cfg["reverb_share"])
     if use_rir:
-        return augment.reverberate(chunk, rirs.clip(int(rng.integers(0, len(rirs))))), "reverb"
+        i = int(rng.integers(0, len(rirs)))
+        return augment.reverberate(chunk, rirs.clip(i), cache=rirs.spectra, key=i), "reverb"
     kinds = [k for k in NOISE_KINDS if k in noise.by_kind]
     kind = kinds[int(rng.integers(0, len(kinds)))]
     lo, hi = cfg["snr_db"][kind]

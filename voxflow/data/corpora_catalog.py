@@ -1,5 +1,10 @@
 """The catalogue of known corpora (config/corpora.yaml): load, validate, resolve a name to its files, fetch it.
 
+Every file either has a published checksum (md5/sha256) or says why it has none (``no_checksum:
+<reason>``); the latter are fetched under trust on first use (voxflow.data.download): the first
+download's sha256 is recorded next to the file and checked on every later run. A file with neither
+is a catalogue error, so an unverified download is always an explicit, documented choice.
+
 A source's base URL can be replaced by a mirror from the workflow config (``mirrors``) or the
 environment (``VOXFLOW_MIRROR_<SOURCE>``); credentials never live in the catalogue.
 """
@@ -16,21 +21,25 @@ from voxflow.data.download import download, expected_digests
 from voxflow.errors import VoxflowError
 
 DEFAULT_CATALOG = Path(__file__).resolve().parents[2] / "config" / "corpora.yaml"
-IMPORT_FORMATS = ("voxceleb", "kaldi", "wespeaker", "diarization", "augmentation")
+IMPORT_FORMATS = ("voxceleb", "kaldi", "wespeaker", "cnceleb", "diarization", "augmentation")
 _CORPUS_KEYS = {"description", "source", "files", "combine", "extract", "import", "notes"}
-_FILE_KEYS = {"path", "url", "name", "md5", "sha256"}
+_FILE_KEYS = {"path", "url", "name", "md5", "sha256", "no_checksum"}
 _SOURCE_KEYS = {"base_url", "mirrors"}
 
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file to download: its URL, alternative URLs (mirrors) to try next, local name and checksums."""
+    """One file to download: its URL, alternative URLs (mirrors) to try next, local name and checksums.
+
+    ``no_checksum`` (the reason none is published) marks a file fetched under trust on first use.
+    """
 
     url: str
     filename: str
     md5: str | None = None
     sha256: str | None = None
     mirrors: tuple[str, ...] = ()
+    no_checksum: str | None = None
 
     @property
     def checksum(self) -> str | None:
@@ -62,6 +71,20 @@ def _checksums(entry: dict, where: str) -> tuple[str | None, str | None]:
     except VoxflowError as exc:
         raise _fail(where, str(exc)) from None
     return digests.get("md5"), digests.get("sha256")
+
+
+def _no_checksum(entry: dict, where: str) -> str | None:
+    """The file's ``no_checksum`` reason; a file needs exactly one of a checksum and that reason."""
+    has_digest = entry.get("md5") is not None or entry.get("sha256") is not None
+    reason = entry.get("no_checksum")
+    if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+        raise _fail(where, "no_checksum must say why no checksum is published (a non-empty string)")
+    if has_digest and reason is not None:
+        raise _fail(where, "has both a checksum and no_checksum; keep the checksum")
+    if not has_digest and reason is None:
+        raise _fail(where, "needs md5 or sha256, or no_checksum: <why none is published> (the file is then "
+                           "trusted on first download and its recorded sha256 checked on every later run)")
+    return reason
 
 
 def _relative_name(name: str, where: str) -> str:
@@ -128,6 +151,7 @@ def _check_entry(p: Path, name: str, entry, sources: dict) -> None:
         if "path" in f and entry.get("source") is None:
             raise _fail(fw, "a relative 'path' needs the corpus to name a 'source'")
         _checksums(f, fw)
+        _no_checksum(f, fw)
         names.append(_relative_name(f.get("name") or str(f.get("path") or f.get("url")).rstrip("/").split("/")[-1], fw))
     if len(set(names)) != len(names):
         raise _fail(f"{where}.files", f"file names repeat: {names}")
@@ -183,7 +207,8 @@ def resolve(name: str, catalog: dict | str | os.PathLike | None = None, mirrors:
         else:
             urls = [f"{base}/{str(f['path']).lstrip('/')}" for base in _bases(entry["source"], sources, mirrors, env)]
         filename = f.get("name") or urls[0].rstrip("/").split("/")[-1].split("?")[0]
-        files.append(RemoteFile(urls[0], filename, md5, sha256, tuple(urls[1:])))
+        files.append(RemoteFile(urls[0], filename, md5, sha256, tuple(urls[1:]),
+                                _no_checksum(f, f"corpora.{name}") if not (md5 or sha256) else None))
     combine = None
     if entry.get("combine"):
         md5, sha256 = _checksums(entry["combine"], f"corpora.{name}.combine")
@@ -213,10 +238,11 @@ def fetch_corpus(corpus: Corpus, dest: str | os.PathLike, extract: bool = True, 
         for url in (f.url, *f.mirrors):
             try:
                 out[f.filename] = download(url, dest / f.filename, sha256=f.sha256, md5=f.md5, retries=retries,
-                                           backoff_s=backoff_s, progress=progress)
+                                           backoff_s=backoff_s, progress=progress,
+                                           trust_on_first_use=f.no_checksum is not None)
                 break
             except VoxflowError as exc:
-                if "checksum mismatch" in str(exc):
+                if "checksum mismatch" in str(exc) or ".sha256:" in str(exc):
                     raise
                 errors.append(str(exc))
         else:

@@ -8,7 +8,9 @@ SpecAugment, batching.
 Determinism: every random choice made for an utterance (speed, chunk position, augmentation)
 comes from a generator seeded by (seed, epoch, utt_id), so an utterance yields the same samples
 whatever the worker count and whether it is read from shards or raw files; only the order of the
-samples depends on the shuffle buffers, which are seeded by (seed, epoch, rank, worker).
+samples depends on the shuffle buffers, which are seeded by (seed, epoch, rank, worker). With
+``chunk_s_max`` the chunk length is drawn per batch from (seed, epoch, reader, batch index), so an
+utterance's chunk length depends on where it lands in its reader's stream.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
 from voxflow.audio.augment import spec_augment
 from voxflow.audio.features import extract_validated, num_frames, validate_features_cfg
@@ -37,6 +39,7 @@ DATA_DEFAULTS: dict = {
     "sample_rate": 16000,
     "resample": True,
     "chunk_s": 2.0,
+    "chunk_s_max": None,
     "chunking": "random",
     "chunk_hop_s": 1.0,
     "batch_size": 128,
@@ -77,6 +80,10 @@ def validate_data_cfg(cfg: dict | None, where: str = "data") -> dict:
     _int(c, "shuffle_buffer", 1, where)
     _num(c, "chunk_s", 0.0, math.inf, where, open_lo=True)
     _num(c, "chunk_hop_s", 0.0, math.inf, where, open_lo=True)
+    if c["chunk_s_max"] is not None:
+        _num(c, "chunk_s_max", c["chunk_s"], math.inf, where)
+        if c["chunking"] != "random":
+            raise VoxflowError(f"{where}.chunk_s_max: a random chunk length per batch needs chunking: random")
     _num(c, "aug_prob", 0.0, 1.0, where)
     _num(c, "reverb_share", 0.0, 1.0, where)
     for key in ("resample", "speed_perturb", "spec_aug", "drop_last"):
@@ -103,6 +110,10 @@ def validate_data_cfg(cfg: dict | None, where: str = "data") -> dict:
     if round(c["chunk_s"] * c["sample_rate"]) < int(c["sample_rate"] * c["features"]["frame_length_ms"] * 0.001):
         raise VoxflowError(f"{where}.chunk_s: {c['chunk_s']} s is shorter than one feature frame")
     return c
+
+
+# Shard list (path, sha256 pairs) -> the epoch whose loader verifies its digests in this process.
+_VERIFYING_EPOCH: dict[tuple, int] = {}
 
 
 def _check_spk2id(spk2id: dict) -> int:
@@ -139,7 +150,9 @@ class TrainDataset(IterableDataset):
     """Fixed-length training samples ``(feats (frames, dim) float32, label)`` streamed from shards or raw files.
 
     ``source``: shard paths (list, or a shards table with ``shard_path``) or an utterances table
-    (raw mode: files read directly). ``excluded`` maps utt_id to (start_s, end_s) intervals a
+    (raw mode: files read directly; ``start_s``/``end_s`` columns select a segment of the file). A shards
+    table with ``sha256`` has each shard's digest checked as it streams in (``verify_digests``).
+    ``excluded`` maps utt_id to (start_s, end_s) intervals a
     window may overlap by at most half; ``excluded_utts`` are dropped. ``noise_df`` (with a
     ``kind`` column: noise/music/babble) and ``rir_df`` feed augmentation. Each utterance is
     seen exactly once per epoch across ``world_size`` ranks and DataLoader workers (the
@@ -167,15 +180,20 @@ class TrainDataset(IterableDataset):
         self.seed, self.rank, self.world_size, self.epoch = int(seed), rank, world_size, 0
         self.with_keys = with_keys
         self.shards: list[str] | None = None
+        self.shard_sha256: dict[str, str] = {}
+        self.verify_digests = True
         self.utts: pd.DataFrame | None = None
         if isinstance(source, pd.DataFrame) and "shard_path" in source.columns:
+            if "sha256" in source.columns:
+                self.shard_sha256 = {str(p): str(h) for p, h in zip(source["shard_path"], source["sha256"])}
             source = source["shard_path"].tolist()
         if isinstance(source, pd.DataFrame):
             missing = [c for c in ("utt_id", "spk_id", "path") if c not in source.columns]
             if missing:
                 raise VoxflowError(f"TrainDataset: utterances table lacks column(s) {missing}")
             self.utts = source.reset_index(drop=True)
-            self._records = self.utts[["utt_id", "spk_id", "path"]].to_dict("records")
+            cols = ["utt_id", "spk_id", "path"] + [c for c in ("start_s", "end_s") if c in source.columns]
+            self._records = self.utts[cols].to_dict("records")
         elif isinstance(source, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in source):
             self.shards = [str(p) for p in source]
             for p in self.shards:
@@ -205,6 +223,7 @@ class TrainDataset(IterableDataset):
         self.hop_len = max(1, int(round(self.cfg["chunk_hop_s"] * sr)))
         fcfg = self.cfg["features"]
         self.frames = num_frames(self.chunk_len, sr, fcfg)
+        self._frames_of = {self.chunk_len: self.frames}
         self._dither = float(fcfg["dither"])
         self._fcfg = {**fcfg, "dither": 0.0}  # dither is applied here from the seeded generator
         self.stats: dict[str, int] = {}
@@ -232,15 +251,21 @@ class TrainDataset(IterableDataset):
         order = order_rng.permutation(len(self.shards))
         if len(self.shards) >= units:
             for idx in order[unit::units]:
-                yield from iter_shard(self.shards[idx], decode=False, stats=self.stats)
+                path = self.shards[idx]
+                yield from iter_shard(path, decode=False, stats=self.stats, sha256=self._digest(path))
             return
         # Fewer shards than readers: everyone reads every shard and keeps every units-th utterance.
         i = 0
         for idx in order:
-            for item in iter_shard(self.shards[idx], decode=False, stats=self.stats if unit == 0 else None):
+            path = self.shards[idx]
+            stats = self.stats if unit == 0 else None
+            for item in iter_shard(path, decode=False, stats=stats, sha256=self._digest(path)):
                 if i % units == unit:
                     yield item
                 i += 1
+
+    def _digest(self, path: str) -> str | None:
+        return self.shard_sha256.get(path) if self.verify_digests else None
 
     # -- the chain ----------------------------------------------------------------------------
     def _load(self, item: dict) -> tuple[np.ndarray, int, str] | None:
@@ -250,15 +275,33 @@ class TrainDataset(IterableDataset):
                 wav, sr = decode_audio(item["audio"], name)
             else:
                 name = str(item["path"])
-                wav, sr = read_audio(name)
+                wav, sr = read_audio(name, start_s=item.get("start_s"), end_s=item.get("end_s"))
         except VoxflowError as exc:
             log.warning("skipping unreadable utterance %s: %s", item.get("utt_id"), exc)
             self._count("skipped_unreadable")
             return None
         return wav, sr, name
 
-    def process(self, item: dict) -> Iterator[tuple]:
-        """Run the chain on one utterance dict (metadata + audio bytes or path); yields its samples."""
+    def batch_chunk_len(self, unit: int, batch: int) -> int:
+        """Chunk length in samples of batch ``batch`` of reader ``unit`` (``chunk_s_max``: uniform in
+        [chunk_s, chunk_s_max] on the 10 ms grid, from (seed, epoch, unit, batch)); else the fixed length."""
+        lo, hi = self.cfg["chunk_s"], self.cfg["chunk_s_max"]
+        if hi is None:
+            return self.chunk_len
+        secs = np.random.default_rng([self.seed, self.epoch, unit, 3, batch]).uniform(lo, hi)
+        secs = min(max(round(secs * 100.0) / 100.0, lo), hi)
+        return int(round(secs * self.cfg["sample_rate"]))
+
+    def _frames(self, length: int) -> int:
+        if length not in self._frames_of:
+            self._frames_of[length] = num_frames(length, self.cfg["sample_rate"], self.cfg["features"])
+        return self._frames_of[length]
+
+    def process(self, item: dict, chunk_len: int | None = None) -> Iterator[tuple]:
+        """Run the chain on one utterance dict (metadata + audio bytes or path); yields its samples.
+
+        ``chunk_len`` (samples) overrides the configured chunk length (random chunk length per batch).
+        """
         utt, spk = str(item["utt_id"]), str(item["spk_id"])
         if spk not in self.spk2id:
             raise VoxflowError(f"utterance {utt!r}: speaker {spk!r} is not in spk2id")
@@ -278,7 +321,8 @@ class TrainDataset(IterableDataset):
         label += k * self.num_speakers
         x, o, n = chain.prepare(torch.from_numpy(wav), sr, sr_out, factor)
         length = chain.target_length(x.numel(), o, n)
-        L = self.chunk_len
+        L = self.chunk_len if chunk_len is None else int(chunk_len)
+        frames = self._frames(L)
         csum = chain.excluded_cumsum(self.excluded.get(utt), length, sr_out / factor)
         if c["chunking"] == "random":
             start = chain.random_start(length, L, csum, rng)
@@ -309,26 +353,26 @@ class TrainDataset(IterableDataset):
                 noise = rng.standard_normal(chunk.numel()).astype(np.float32)
                 chunk = chunk + torch.from_numpy(noise) * (self._dither / 32768.0)
             feats = extract_validated(chunk, sr_out, self._fcfg)
-            if feats.shape[0] != self.frames:
+            if feats.shape[0] != frames:
                 if feats.shape[0] == 0:
                     self._count("skipped_no_voiced_frames")
                     continue
-                feats = chain.fix_frames(feats, self.frames)
+                feats = chain.fix_frames(feats, frames)
             if c["spec_aug"] and rng.random() < chain.SPEC_AUG_PROB:
                 feats = spec_augment(feats, rng)
             self._count("samples")
             yield (feats, label, (utt, start, factor)) if self.with_keys else (feats, label)
 
-    def _process_one_thread(self, item: dict) -> list[tuple]:
+    def _process_one_thread(self, item: dict, chunk_len: int | None = None) -> list[tuple]:
         """``process`` with single-threaded torch: its tensors are small, so intra-op threads only
         add overhead (and stall badly on a busy machine). DataLoader workers already use one thread;
         in the main process the caller's setting is restored before the samples are handed out."""
         if get_worker_info() is not None:
-            return list(self.process(item))
+            return list(self.process(item, chunk_len))
         before = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return list(self.process(item))
+            return list(self.process(item, chunk_len))
         finally:
             torch.set_num_threads(before)
 
@@ -338,7 +382,10 @@ class TrainDataset(IterableDataset):
         buf_size = self.cfg["shuffle_buffer"]
         items = (it for it in self._items(unit, units) if str(it["utt_id"]) not in self.excluded_utts)
         shuffled = _shuffle_buffer(items, buf_size, np.random.default_rng([self.seed, self.epoch, unit, 1]))
-        samples = (s for item in shuffled for s in self._process_one_thread(item))
+        if self.cfg["chunk_s_max"] is None:
+            samples = (s for item in shuffled for s in self._process_one_thread(item))
+        else:
+            samples = self._batched_lengths(shuffled, unit)
         if self.cfg["chunking"] == "sliding":  # windows of one utterance come together: mix them
             samples = _shuffle_buffer(samples, buf_size, np.random.default_rng([self.seed, self.epoch, unit, 2]))
         yield from samples
@@ -347,9 +394,22 @@ class TrainDataset(IterableDataset):
             log.warning("epoch %d, reader %d/%d: %s", self.epoch, unit, units, skipped)
 
 
+    def _batched_lengths(self, items, unit: int):
+        """Samples whose chunk length changes per batch: this reader's samples are batched in order, so
+        sample i belongs to batch i // batch_size (one sample per utterance with random chunking)."""
+        batch_size, count = self.cfg["batch_size"], 0
+        for item in items:
+            for sample in self._process_one_thread(item, self.batch_chunk_len(unit, count // batch_size)):
+                yield sample
+                count += 1
+
+
 def collate(samples: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack (feats, label) samples into (B, T, F) float32 and (B,) int64."""
-    feats = torch.stack([s[0] for s in samples])
+    """Stack (feats, label) samples into (B, T, F) float32 and (B,) int64.
+
+    ``default_collate`` stacks straight into shared memory inside a DataLoader worker (no extra copy
+    when the batch is handed to the training process)."""
+    feats = default_collate([s[0] for s in samples])
     labels = torch.tensor([s[1] for s in samples], dtype=torch.long)
     return feats, labels
 
@@ -361,13 +421,18 @@ def build_train_loader(
 ) -> DataLoader:
     """DataLoader of (feats (B, T, F), labels (B,)) batches for one epoch of one DDP rank.
 
-    Noise/RIR clips are loaded here, in the parent, so that forked workers share them.
+    Noise/RIR clips are loaded here, in the parent, so that forked workers share them. With a shards table
+    (``sha256`` column) each shard's digest is checked as it streams in, in the first epoch this process
+    builds a loader for (every shard is read once per epoch, so the whole corpus is verified once per job).
     """
     ds = TrainDataset(
         source, spk2id, cfg, seed=seed, rank=rank, world_size=world_size, excluded=excluded,
         excluded_utts=excluded_utts, noise_df=noise_df, rir_df=rir_df,
     )
     ds.set_epoch(epoch)
+    if ds.shard_sha256:  # every shard is read once per epoch: verifying the first epoch of the job suffices
+        key = tuple(sorted(ds.shard_sha256.items()))
+        ds.verify_digests = _VERIFYING_EPOCH.setdefault(key, int(epoch)) == int(epoch)
     if ds.cfg["aug_prob"] > 0:
         ds.noise.load()
         ds.rirs.load()

@@ -3,6 +3,9 @@
 A download writes ``<dest>.part`` (resumed with a Range request after an interruption), checks
 the expected digest(s), then renames the part onto ``dest``; ``dest`` therefore only ever exists
 complete. A file failing its checksum is kept as ``<dest>.bad`` for inspection, never deleted.
+A file without a published checksum can be fetched under trust on first use (``trust_on_first_use``):
+its sha256 is recorded in ``<dest>.sha256`` (``sha256sum`` format) after the first complete download
+and every later run checks the file, or a new download of it, against that record.
 Credentials (basic auth or extra headers) come from arguments or the environment and are never
 written to logs or error messages.
 """
@@ -80,6 +83,36 @@ def expected_digests(sha256: str | None, md5: str | None) -> dict[str, str]:
             raise VoxflowError(f"{algo} checksum {value!r} is not {length} hexadecimal digits")
         expected[algo] = value
     return expected
+
+
+def tofu_record_path(dest: str | os.PathLike) -> Path:
+    """Where the trust-on-first-use sha256 of ``dest`` is recorded: ``<dest>.sha256``."""
+    dest = Path(dest)
+    return dest.with_name(dest.name + ".sha256")
+
+
+def read_tofu_record(dest: str | os.PathLike) -> str | None:
+    """The sha256 recorded for ``dest`` on its first download, or None; a malformed record is an error."""
+    record = tofu_record_path(dest)
+    if not record.is_file():
+        return None
+    try:
+        fields = record.read_text().split()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VoxflowError(f"{record}: cannot read the recorded checksum: {exc}") from None
+    if not fields or not re.fullmatch("[0-9a-f]{64}", fields[0].lower()):
+        raise VoxflowError(f"{record}:1: expected '<sha256 hex> <file name>' (the digest recorded on first download); "
+                           f"delete it to trust the next download")
+    return fields[0].lower()
+
+
+def write_tofu_record(dest: str | os.PathLike, sha256_hex: str) -> Path:
+    """Record ``sha256_hex`` as the trusted digest of ``dest`` (atomically, ``sha256sum -c`` compatible)."""
+    from voxflow.utils.atomic import write_text_atomic
+
+    record = tofu_record_path(dest)
+    write_text_atomic(record, f"{sha256_hex}  {Path(dest).name}\n")
+    return record
 
 
 def _mismatch(got: dict[str, str], expected: dict[str, str]) -> list[str]:
@@ -322,7 +355,7 @@ def _hash_existing(part: Path, hashers: dict, chunk_bytes: int) -> None:
 def download(url: str, dest: str | os.PathLike, sha256: str | None = None, md5: str | None = None,
              retries: int = 5, backoff_s: float = 1.0, chunk_bytes: int = 1 << 20, progress: bool = True,
              headers: Mapping[str, str] | None = None, user: str | None = None,
-             password: str | None = None) -> Path:
+             password: str | None = None, trust_on_first_use: bool = False) -> Path:
     """Download ``url`` to ``dest`` (resuming, retrying, verifying); return ``dest``.
 
     A present ``dest`` matching the checksum(s) (or present, when none is given) is left alone
@@ -331,15 +364,26 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, md5: 
     an attempt that made progress resets the count. Basic-auth credentials come from
     ``user``/``password``, the URL, or $VOXFLOW_DOWNLOAD_USER/$VOXFLOW_DOWNLOAD_PASSWORD; extra
     headers from ``headers`` or $VOXFLOW_DOWNLOAD_HEADERS (a JSON object).
+
+    ``trust_on_first_use`` (only when no checksum is given): the first complete download's sha256 is
+    recorded in ``<dest>.sha256`` and from then on acts as the expected checksum.
     """
     dest = Path(dest)
     expected = expected_digests(sha256, md5)
+    tofu = trust_on_first_use and not expected
+    recorded = read_tofu_record(dest) if tofu else None
+    if recorded:
+        sha256, expected = recorded, {"sha256": recorded}
     shown = f"{dest} ({redact_url(url)})"
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise VoxflowError(f"{dest}: only http(s) URLs can be downloaded, got {redact_url(url)!r}")
     if dest.is_file():
         if verify_file(dest, sha256, md5):
+            if tofu and not recorded:
+                record = write_tofu_record(dest, file_digests(dest)["sha256"])
+                log.warning("%s: present, no published checksum; its sha256 is now trusted and recorded in %s",
+                            dest, record)
             log.info("%s: present%s; nothing to download", dest, " and verified" if expected else "")
             return dest
         bad = dest.with_name(dest.name + ".bad")
@@ -389,9 +433,17 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, md5: 
             bad = dest.with_name(dest.name + ".bad")
             os.replace(part, bad)
             detail = "; ".join(f"expected {a} {expected[a]}, got {got[a]}" for a in wrong)
-            raise VoxflowError(f"{dest}: checksum mismatch: {detail} (the downloaded file is kept as {bad})")
+            origin = ""
+            if recorded:
+                origin = (f"; the expected digest was recorded on the first download in {tofu_record_path(dest)}:"
+                          " delete that record only if the upstream file changed on purpose")
+            raise VoxflowError(f"{dest}: checksum mismatch: {detail} (the downloaded file is kept as {bad}){origin}")
         os.replace(part, dest)
         if expected:
             record_verified(dest, got)
+        if tofu and not recorded:
+            record = write_tofu_record(dest, got["sha256"])
+            log.warning("%s: no published checksum; trusting this first download, sha256 %s recorded in %s",
+                        dest, got["sha256"], record)
         log.info("%s: downloaded%s", dest, " and verified" if expected else " (no checksum to verify)")
     return dest

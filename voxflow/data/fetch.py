@@ -1,8 +1,10 @@
 """A corpus's ``download:`` block of the workflow config: resolved to files, fetched, and its m4a converted.
 
 A block names catalogue entries (``catalog``, config/corpora.yaml, with ``mirrors`` per source) or
-explicit ``files`` ({url, filename, sha256, md5}; ``$VARS`` in a URL come from the environment, so a
-private host need not be written in the config). Everything lands in one download directory:
+explicit ``files`` ({url, filename, sha256, md5, no_checksum}; ``$VARS`` in a URL come from the
+environment, so a private host need not be written in the config). A file without sha256/md5 must
+say why (``no_checksum: <reason>``) and is then trusted on first use: its first download's sha256 is
+recorded in ``<file>.sha256`` and checked on every later run. Everything lands in one download directory:
 files, extracted archives (``extract``, into ``subdir`` or the archive's name without its
 extension) and converted audio (``convert``). Credentials only ever come from the environment.
 """
@@ -17,11 +19,11 @@ from typing import Mapping
 
 from voxflow.data.archive import ExtractReport
 from voxflow.data.corpora_catalog import Corpus, RemoteFile, fetch_corpus, load_catalog, resolve
-from voxflow.data.download import expected_digests, file_digests
+from voxflow.data.download import expected_digests, file_digests, read_tofu_record
 from voxflow.errors import VoxflowError
 
 BLOCK_KEYS = {"catalog", "files", "extract", "subdir", "mirrors", "convert"}
-FILE_KEYS = {"url", "filename", "sha256", "md5"}
+FILE_KEYS = {"url", "filename", "sha256", "md5", "no_checksum"}
 CONVERT_KEYS = {"src", "dst", "format", "sample_rate"}
 ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".tar", ".zip")
 _ENV_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
@@ -74,7 +76,15 @@ def _explicit_files(name: str, block: Mapping, env: Mapping[str, str]) -> Corpus
             digests = expected_digests(f.get("sha256") or None, f.get("md5") or None)
         except VoxflowError as exc:
             raise VoxflowError(f"{fw}: {exc}") from None
-        remote.append(RemoteFile(url, filename, digests.get("md5"), digests.get("sha256")))
+        reason = f.get("no_checksum")
+        if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+            raise VoxflowError(f"{fw}.no_checksum: must say why the file has no checksum (a non-empty string)")
+        if digests and reason is not None:
+            raise VoxflowError(f"{fw}: has both a checksum and no_checksum; keep the checksum")
+        if not digests and reason is None:
+            raise VoxflowError(f"{fw}: needs sha256 or md5, or no_checksum: <why none is known> (the first download "
+                               "is then trusted and its sha256, recorded next to it, checked on every later run)")
+        remote.append(RemoteFile(url, filename, digests.get("md5"), digests.get("sha256"), no_checksum=reason))
     names = [f.filename for f in remote]
     if len(set(names)) != len(names):
         raise VoxflowError(f"{where}.files: file names repeat: {names}")
@@ -124,7 +134,9 @@ def fetch_download(name: str, block: Mapping, dest: str | os.PathLike, catalog=N
                    progress: bool = True) -> dict:
     """Download (resuming, verifying) and extract what ``block`` names into ``dest``; return a JSON-able record.
 
-    Files without a checksum are hashed once and their sha256 recorded, so the config can pin them.
+    Each file's entry says how it was verified: ``"published"`` (the config's or catalogue's checksum) or
+    ``"first-use"`` (no checksum published: the sha256 recorded on its first download, printed so the
+    config can pin it).
     """
     dest = Path(dest)
     record: dict = {"corpus": name, "files": {}, "extracted": {}}
@@ -138,9 +150,13 @@ def fetch_download(name: str, block: Mapping, dest: str | os.PathLike, catalog=N
                 continue
             f = checks.get(key)
             if f is not None and f.checksum:
-                record["files"][key] = {"checksum": f.checksum, "verified": True}
+                record["files"][key] = {"checksum": f.checksum, "verified": "published"}
             else:
-                record["files"][key] = {"checksum": "sha256:" + file_digests(value)["sha256"], "verified": False}
+                recorded = read_tofu_record(value)
+                digest = recorded or file_digests(value)["sha256"]
+                record["files"][key] = {"checksum": f"sha256:{digest}", "verified": "first-use" if recorded else False}
+                if f is not None and f.no_checksum:
+                    record["files"][key]["no_checksum"] = f.no_checksum
     return record
 
 

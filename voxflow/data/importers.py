@@ -1,4 +1,4 @@
-"""Local corpora to manifests: VoxCeleb-layout directories, augmentation sets, merged training sets."""
+"""Local corpora to manifests: VoxCeleb- and CN-Celeb-layout directories, augmentation sets, merged training sets."""
 
 from __future__ import annotations
 
@@ -68,6 +68,116 @@ def import_voxceleb_dir(root: str | os.PathLike, sample_rate: int = 16000, on_ot
     return table
 
 
+CNCELEB_EVAL_DIRS = ("enroll", "test")
+
+
+def _cnceleb_name(path: Path, stem: str) -> tuple[str, str]:
+    """(genre, session) of a CN-Celeb utterance name ``<genre>-<session>-<utt>``; anything else is an error."""
+    parts = stem.rsplit("-", 2)
+    if len(parts) != 3 or not all(parts):
+        raise VoxflowError(f"{path}: CN-Celeb utterance names are <genre>-<session>-<utt> (e.g. singing-01-001), "
+                           f"got {stem!r}")
+    return parts[0], parts[1]
+
+
+def _cnceleb_ids(path: Path, rel: Path, eval_layout: bool) -> tuple[str, str, str]:
+    """(utt_id, spk_id, session_id) of one file of a CN-Celeb data/ or eval/ directory."""
+    stem = rel.with_suffix("").name
+    if not eval_layout:
+        spk = rel.parts[0]
+        genre, session = _cnceleb_name(path, stem)
+        return f"{spk}/{stem}", spk, f"{spk}/{genre}-{session}"
+    spk, _, rest = stem.partition("-")
+    if not spk or not rest:
+        raise VoxflowError(f"{path}: CN-Celeb evaluation files are named <speaker>-enroll or "
+                           f"<speaker>-<genre>-<session>-<utt>, got {stem!r}")
+    if rel.parts[0] == "enroll":
+        if rest != "enroll":
+            raise VoxflowError(f"{path}: enrolment files are named <speaker>-enroll, got {stem!r}")
+        return f"enroll/{stem}", spk, f"{spk}/enroll"
+    genre, session = _cnceleb_name(path, rest)
+    return f"test/{stem}", spk, f"{spk}/{genre}-{session}"
+
+
+def read_speaker_list(path: str | os.PathLike) -> dict[str, int]:
+    """Speaker ids of a list file (one per line, e.g. CN-Celeb's dev/dev.lst) -> their 1-based line numbers."""
+    p = Path(path)
+    if not p.is_file():
+        raise VoxflowError(f"{p}: speaker list not found")
+    try:
+        lines = p.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VoxflowError(f"{p}: cannot read speaker list: {exc}") from None
+    out: dict[str, int] = {}
+    for no, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 1:
+            raise VoxflowError(f"{p}:{no}: expected one speaker id per line, got {line!r}")
+        if fields[0] in out:
+            raise VoxflowError(f"{p}:{no}: speaker {fields[0]!r} already listed on line {out[fields[0]]}")
+        out[fields[0]] = no
+    if not out:
+        raise VoxflowError(f"{p}: speaker list is empty")
+    return out
+
+
+def import_cnceleb_dir(root: str | os.PathLike, sample_rate: int = 16000, on_other_rate: str = "resample",
+                       min_duration_s: float = 0.0, corpus: str = "",
+                       speaker_list: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Manifest of a CN-Celeb directory, whose layout has two levels (the session is in the file name).
+
+    ``data/`` layout (CN-Celeb1 and CN-Celeb2 training audio): ``<speaker>/<genre>-<session>-<utt>.flac``,
+    utt_id ``<speaker>/<genre>-<session>-<utt>``, session ``<speaker>/<genre>-<session>``.
+    ``eval/`` layout (CN-Celeb1 evaluation, recognised by its ``enroll``/``test`` directories):
+    ``enroll/<speaker>-enroll.flac`` and ``test/<speaker>-<genre>-<session>-<utt>.flac``, utt_id the
+    relative path without extension (as in ``eval/lists/trials.lst``), speaker from the file name.
+    ``speaker_list`` (e.g. ``dev/dev.lst``) keeps only the listed speakers; a listed speaker absent
+    from the directory is an error naming the list's line.
+    """
+    base = Path(root)
+    if not base.is_dir():
+        raise VoxflowError(f"{base}: corpus directory not found")
+    if (base / "data").is_dir() and not any((base / d).is_dir() for d in CNCELEB_EVAL_DIRS):
+        raise VoxflowError(f"{base}: looks like a CN-Celeb root; point the path at its data/ directory (training "
+                           "audio) or its eval/ directory (enroll/ and test/)")
+    eval_layout = any((base / d).is_dir() for d in CNCELEB_EVAL_DIRS)
+    wanted = read_speaker_list(speaker_list) if speaker_list is not None and str(speaker_list) else None
+    rows = []
+    for path in _audio_files(base):
+        rel = path.relative_to(base)
+        if len(rel.parts) != 2 or (eval_layout and rel.parts[0] not in CNCELEB_EVAL_DIRS):
+            layout = ("enroll/<speaker>-enroll or test/<speaker>-<genre>-<session>-<utt>" if eval_layout
+                      else "<speaker>/<genre>-<session>-<utt>")
+            raise VoxflowError(f"{path}: not in CN-Celeb layout {layout} (under {base})")
+        utt_id, spk, session = _cnceleb_ids(path, rel, eval_layout)
+        if wanted is not None and spk not in wanted:
+            continue
+        sr, n, _ = audio_info(path)
+        duration = n / sr
+        check_audio(str(path), sr, duration, sample_rate, on_other_rate, min_duration_s)
+        rows.append({"utt_id": utt_id, "spk_id": spk, "session_id": session, "path": str(path.resolve()),
+                     "sample_rate": sr, "num_samples": n, "duration_s": duration, "corpus": corpus})
+    if wanted is not None:
+        found = {r["spk_id"] for r in rows}
+        missing = [s for s in wanted if s not in found]
+        if missing:
+            raise VoxflowError(f"{speaker_list}:{wanted[missing[0]]}: speaker {missing[0]!r} has no audio in {base}"
+                               f" ({len(missing)} listed speaker(s) missing)")
+    if not rows:
+        raise VoxflowError(f"{base}: no .wav or .flac files found")
+    return _no_duplicates(pd.DataFrame(rows), base)
+
+
+def _no_duplicates(table: pd.DataFrame, base: Path) -> pd.DataFrame:
+    dup = table["utt_id"].duplicated(keep=False)
+    if dup.any():
+        raise VoxflowError(f"{base}: duplicate utterance id {table.loc[dup, 'utt_id'].iloc[0]!r} from files "
+                           f"{table.loc[dup, 'path'].tolist()[:2]}")
+    return table
+
+
 def merge_manifests(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Concatenate utterance tables; an utterance id present twice is an error naming both sources."""
     merged = pd.concat(list(tables.values()), ignore_index=True)
@@ -81,7 +191,10 @@ def merge_manifests(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def import_augmentation_dir(root: str | os.PathLike, kind: str) -> pd.DataFrame:
-    """Noise (MUSAN layout: noise/, music/, babble/ sub-directories) or RIR files as a table with 'kind'."""
+    """Noise (MUSAN layout: noise/, music/, babble/ sub-directories) or RIR files as a table with 'kind'.
+
+    MUSAN's own speech/ directory counts as babble/: its single-speaker clips are what babble is summed from.
+    """
     if not str(root):
         return pd.DataFrame(columns=["path", "kind", "sample_rate", "num_samples"])
     base = Path(root)
@@ -91,21 +204,29 @@ def import_augmentation_dir(root: str | os.PathLike, kind: str) -> pd.DataFrame:
     for path in _audio_files(base):
         sr, n, _ = audio_info(path)
         label = path.relative_to(base).parts[0] if kind == "noise" else "rir"
+        if kind == "noise" and label == "speech":
+            label = "babble"
         if kind == "noise" and label not in ("noise", "music", "babble"):
-            raise VoxflowError(f"{path}: noise files must lie under noise/, music/ or babble/ in {base}")
+            raise VoxflowError(f"{path}: noise files must lie under noise/, music/, babble/ (or MUSAN's speech/) "
+                               f"in {base}")
         rows.append({"path": str(path.resolve()), "kind": label, "sample_rate": sr, "num_samples": n})
     if not rows:
         raise VoxflowError(f"{base}: no .wav or .flac files found")
     return pd.DataFrame(rows)
 
 
-IMPORT_FORMATS = ("voxceleb", "kaldi", "wespeaker")
+IMPORT_FORMATS = ("voxceleb", "kaldi", "wespeaker", "cnceleb")
 
 
 def import_corpus(path: str | os.PathLike, fmt: str = "voxceleb", corpus: str = "", **options) -> pd.DataFrame:
     """Utterances manifest of a local corpus in one of IMPORT_FORMATS (options go to that importer)."""
+    speaker_list = options.pop("speaker_list", None)
+    if speaker_list and fmt != "cnceleb":
+        raise VoxflowError(f"{path}: speaker_list applies to the cnceleb format only, not {fmt!r}")
     if fmt == "voxceleb":
         return import_voxceleb_dir(path, corpus=corpus, **options)
+    if fmt == "cnceleb":
+        return import_cnceleb_dir(path, corpus=corpus, speaker_list=speaker_list or None, **options)
     if fmt == "kaldi":
         from voxflow.data.kaldi import import_kaldi_dir
 

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import tarfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from voxflow.audio.io import decode_audio
+from voxflow.audio.io import decode_audio, read_region_native
 from voxflow.errors import VoxflowError
 from voxflow.utils.atomic import atomic_path
 
@@ -81,6 +82,36 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _segment(meta: dict) -> tuple | None:
+    """(start_s, end_s) of a row that is a segment of its file (Kaldi ``segments``), else None."""
+    bounds = tuple(meta.get(k) for k in ("start_s", "end_s"))
+    if all(b is None for b in bounds):
+        return None
+    return bounds
+
+
+def _member_audio(src: str, utt: str, region: tuple | None) -> bytes:
+    """The bytes of one audio member: the file itself, or for a segment the region re-encoded with the
+    file's own format and sample type (so decoding gives exactly the samples of the region)."""
+    if region is None:
+        try:
+            data = Path(src).read_bytes()
+        except OSError as exc:
+            raise VoxflowError(f"{src}: cannot read audio of utterance {utt!r}: {exc}") from exc
+        if not data:
+            raise VoxflowError(f"{src}: empty audio file (utterance {utt!r})")
+        return data
+    if not Path(src).is_file():
+        raise VoxflowError(f"{src}: cannot read audio of utterance {utt!r}: file not found")
+    try:
+        frames, sr, fmt = read_region_native(src, *region)
+    except VoxflowError as exc:
+        raise VoxflowError(f"{exc} (utterance {utt!r})") from exc
+    buf = io.BytesIO()
+    sf.write(buf, frames, sr, format=fmt["format"], subtype=fmt["subtype"])
+    return buf.getvalue()
+
+
 def _write_one(shard_path: str, members: list[tuple[str, str, dict]]) -> dict:
     """Write one tar of (key, audio path, metadata) members atomically; return its shards row."""
     with atomic_path(shard_path) as tmp:
@@ -88,12 +119,7 @@ def _write_one(shard_path: str, members: list[tuple[str, str, dict]]) -> dict:
             for key, src, meta in members:
                 utt = meta["utt_id"]
                 suffix = Path(src).suffix.lower()
-                try:
-                    data = Path(src).read_bytes()
-                except OSError as exc:
-                    raise VoxflowError(f"{src}: cannot read audio of utterance {utt!r}: {exc}") from exc
-                if not data:
-                    raise VoxflowError(f"{src}: empty audio file (utterance {utt!r})")
+                data = _member_audio(src, utt, _segment(meta))
                 try:
                     info = sf.info(io.BytesIO(data))
                 except (sf.LibsndfileError, RuntimeError) as exc:
@@ -114,7 +140,9 @@ def write_shards(
     """Shuffle the utterances with ``seed`` and pack them into ``<prefix>_000000.tar``, ... in ``out_dir``.
 
     Returns the shards table (shard_path as ``out_dir / name``, num_utts, num_bytes, sha256).
-    ``jobs > 1`` writes shards in parallel processes.
+    ``jobs > 1`` writes shards in parallel processes. Rows with ``start_s``/``end_s`` (Kaldi segments)
+    are packed as that region only. Shards ``<prefix>_NNNNNN.tar`` of an earlier run that are not part
+    of this one are removed once every new shard is written.
     """
     missing = [c for c in REQUIRED_COLUMNS if c not in utterances_df.columns]
     if missing:
@@ -141,7 +169,18 @@ def write_shards(
             rows = list(pool.map(_write_one, *zip(*tasks)))
     else:
         rows = [_write_one(path, group) for path, group in tasks]
+    _remove_stale(out, prefix, {Path(p).name for p, _ in tasks})
     return pd.DataFrame(rows, columns=["shard_path", "num_utts", "num_bytes", "sha256"])
+
+
+def _remove_stale(out: Path, prefix: str, keep: set[str]) -> None:
+    """Delete ``<prefix>_NNNNNN.tar`` files in ``out`` that are not in ``keep`` (left by a larger earlier run)."""
+    pattern = re.compile(rf"{re.escape(prefix)}_\d{{6}}\.tar")
+    stale = sorted(p for p in out.iterdir() if pattern.fullmatch(p.name) and p.name not in keep)
+    for p in stale:
+        p.unlink()
+    if stale:
+        log.info("%s: removed %d stale shard(s) of an earlier run, e.g. %s", out, len(stale), stale[0].name)
 
 
 def verify_shard(path: str | os.PathLike, sha256: str) -> None:
@@ -184,41 +223,116 @@ def _emit(shard: str, key: str, group: dict, decode: bool, stats: dict | None):
     return meta
 
 
-def iter_shard(path: str | os.PathLike, decode: bool = True, stats: dict | None = None) -> Iterator[dict]:
+class _HashingReader:
+    """Read-only file wrapper that hashes every byte read through it."""
+
+    def __init__(self, f):
+        self._f, self.hash = f, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._f.read(size)
+        self.hash.update(data)
+        return data
+
+    def finish(self) -> str:
+        """Hash the rest of the file (tar end padding) and return the hex digest of the whole file."""
+        for block in iter(lambda: self.read(1 << 20), b""):
+            pass
+        return self.hash.hexdigest()
+
+
+def _check_digest(shard: str, reader: _HashingReader | None, sha256: str | None) -> None:
+    if reader is None:
+        return
+    actual = reader.finish()
+    if actual != sha256:
+        raise VoxflowError(f"{shard}: shard checksum mismatch: expected sha256 {sha256}, got {actual} "
+                           "(the shard is corrupt or was rewritten; rebuild the shards)")
+
+
+_BLOCK = 512
+
+
+def _read_exact(f, n: int) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise EOFError(f"unexpected end of file ({len(data)} of {n} bytes)")
+    return data
+
+
+def _tar_members(f) -> Iterator[tuple[str, bytes]]:
+    """(name, data) of the regular files of an uncompressed tar read sequentially from ``f``.
+
+    A minimal streaming reader (USTAR/GNU/pax headers parsed by ``tarfile.TarInfo.frombuf``): one
+    ``read`` per header and per member, about 3x faster than ``tarfile``'s stream mode, and every byte
+    is read in order (so a hashing wrapper sees the whole file). Raises tarfile.TarError / EOFError
+    on a damaged archive.
+    """
+    long_name = None
+    while True:
+        header = f.read(_BLOCK)
+        if not header or header == bytes(_BLOCK):
+            return  # end-of-archive marker (or a tar without one)
+        if len(header) != _BLOCK:
+            raise EOFError("unexpected end of file inside a tar header")
+        info = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
+        data = _read_exact(f, info.size)
+        pad = -info.size % _BLOCK
+        if pad:
+            _read_exact(f, pad)
+        if info.type == tarfile.GNUTYPE_LONGNAME:
+            long_name = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+            continue
+        if info.type == tarfile.XHDTYPE:  # pax header: only a long path matters here
+            for record in data.decode("utf-8", "surrogateescape").split("\n"):
+                _, _, kv = record.partition(" ")
+                if kv.startswith("path="):
+                    long_name = kv[5:]
+            continue
+        name, long_name = (long_name or info.name), None
+        if info.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
+            yield name, data
+
+
+def iter_shard(
+    path: str | os.PathLike, decode: bool = True, stats: dict | None = None, sha256: str | None = None
+) -> Iterator[dict]:
     """Stream the utterances of a shard in order as dicts of their metadata plus audio.
 
     With ``decode`` each dict has ``wav`` (float32 mono) and ``sample_rate``; without, the raw
     file bytes as ``audio`` and a printable ``audio_name``. Corrupt members are logged and
     skipped; ``stats`` (if given) counts ``ok`` and ``skipped`` utterances. A truncated tar stops
-    the shard after logging (counted as one skipped utterance).
+    the shard after logging (counted as one skipped utterance). With ``sha256`` the bytes are
+    hashed as they stream in (no second read) and a mismatch raises VoxflowError naming the shard
+    and both digests once the shard has been read (its utterances have been yielded by then).
     """
     shard = str(path)
     if not Path(shard).is_file():
         raise VoxflowError(f"{shard}: shard not found")
     key, group = None, {}
-    with open(shard, "rb") as f:
+    with open(shard, "rb") as raw:
+        reader = _HashingReader(raw) if sha256 else None
+        f = reader if reader is not None else raw
         try:
-            with tarfile.open(fileobj=f, mode="r|") as tar:
-                for member in tar:
-                    if not member.isfile():
-                        continue
-                    mkey, _, ext = member.name.rpartition(".")
-                    if mkey != key:
-                        if key is not None:
-                            sample = _emit(shard, key, group, decode, stats)
-                            if sample is not None:
-                                yield sample
-                        key, group = mkey, {}
-                    data = tar.extractfile(member).read()
-                    if ext == "json":
-                        group["json"] = data
-                    else:
-                        group["audio"] = (member.name, data)
+            for name, data in _tar_members(f):
+                mkey, _, ext = name.rpartition(".")
+                if mkey != key:
+                    if key is not None:
+                        sample = _emit(shard, key, group, decode, stats)
+                        if sample is not None:
+                            yield sample
+                    key, group = mkey, {}
+                if ext == "json":
+                    group["json"] = data
+                else:
+                    group["audio"] = (name, data)
         except (tarfile.TarError, EOFError, OSError) as exc:
+            _check_digest(shard, reader, sha256)
             log.warning("%s: shard is damaged after key %s, rest of shard skipped: %s", shard, key, exc)
             if stats is not None:
                 stats["skipped"] = stats.get("skipped", 0) + 1
             return
+        _check_digest(shard, reader, sha256)  # before the last utterance, so a full read always checks
     if key is not None:
         sample = _emit(shard, key, group, decode, stats)
         if sample is not None:

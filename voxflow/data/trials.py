@@ -1,4 +1,5 @@
-"""Verification trial lists in the VoxCeleb (``1 enroll.wav test.wav``) and Kaldi (``enroll test target``) formats."""
+"""Verification trial lists in the VoxCeleb (``1 enroll.wav test.wav``), Kaldi (``enroll test target``) and
+CN-Celeb (``id00800-enroll test/id00800-singing-01-001.wav 1``) formats."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pandas as pd
 from voxflow.errors import VoxflowError
 from voxflow.utils.atomic import write_text_atomic
 
-FORMATS = ("voxceleb", "kaldi")
+FORMATS = ("voxceleb", "kaldi", "cnceleb")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".m4a")
 _VOX_LABELS = {"1": 1, "0": 0}
 _KALDI_LABELS = {"target": 1, "nontarget": 0}
@@ -29,13 +30,40 @@ def _check_format(fmt: str) -> None:
         raise VoxflowError(f"unknown trial list format {fmt!r}; known: {list(FORMATS)}")
 
 
-def read_trial_list(path: str | os.PathLike, fmt: str = "voxceleb", known_ids: set | None = None) -> pd.DataFrame:
+def read_enroll_list(path: str | os.PathLike) -> dict[str, str]:
+    """CN-Celeb ``eval/lists/enroll.lst`` (``<enrolment id> <path under eval/>``) as {id: path without extension}."""
+    p = Path(path)
+    if not p.is_file():
+        raise VoxflowError(f"{p}: enrolment list not found")
+    try:
+        lines = p.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VoxflowError(f"{p}: cannot read enrolment list: {exc}") from exc
+    out: dict[str, str] = {}
+    for no, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2:
+            raise VoxflowError(f"{p}:{no}: expected '<enrolment id> <audio path>', got {line!r}")
+        if fields[0] in out:
+            raise VoxflowError(f"{p}:{no}: enrolment id {fields[0]!r} listed twice")
+        out[fields[0]] = _strip_audio_ext(pd.Series([fields[1]], dtype="str")).iloc[0]
+    return out
+
+
+def read_trial_list(path: str | os.PathLike, fmt: str = "voxceleb", known_ids: set | None = None,
+                    enroll_list: str | os.PathLike | None = None) -> pd.DataFrame:
     """Read a trial list as a DataFrame (enroll_id, test_id, label) with label 1 (target) / 0 (nontarget).
 
     VoxCeleb lines are ``<0|1> <enroll path> <test path>``; ids are the paths with a trailing
-    .wav/.flac/.m4a stripped. Kaldi lines are ``<enroll> <test> <target|nontarget>``. Blank lines
-    are ignored. A malformed line, or an id absent from ``known_ids`` (when given), raises
-    VoxflowError naming the file and line.
+    .wav/.flac/.m4a stripped. Kaldi lines are ``<enroll> <test> <target|nontarget>``. CN-Celeb lines
+    (``eval/lists/trials.lst``) are ``<enrolment id> <test path> <0|1>``: the test id is the path
+    without extension (``test/id00800-singing-01-001``) and the enrolment id is mapped to its audio
+    through ``enroll_list`` (default: ``enroll.lst`` beside the trial list when present, else
+    ``enroll/<enrolment id>``), i.e. ids of a manifest of CN-Celeb's ``eval/`` directory. Blank lines
+    are ignored. A malformed line, an enrolment id missing from the enrolment list, or an id absent
+    from ``known_ids`` (when given), raises VoxflowError naming the file and line.
     """
     _check_format(fmt)
     p = Path(path)
@@ -63,6 +91,9 @@ def read_trial_list(path: str | os.PathLike, fmt: str = "voxceleb", known_ids: s
     if fmt == "voxceleb":
         lab, enroll, test = cols
         mapping, expected = _VOX_LABELS, "0 or 1"
+    elif fmt == "cnceleb":
+        enroll, test, lab = cols
+        mapping, expected = _VOX_LABELS, "0 or 1"
     else:
         enroll, test, lab = cols
         mapping, expected = _KALDI_LABELS, "'target' or 'nontarget'"
@@ -75,6 +106,20 @@ def read_trial_list(path: str | os.PathLike, fmt: str = "voxceleb", known_ids: s
     test = pd.Series(test, dtype="str")
     if fmt == "voxceleb":
         enroll, test = _strip_audio_ext(enroll), _strip_audio_ext(test)
+    elif fmt == "cnceleb":
+        test = _strip_audio_ext(test)
+        if enroll_list is None and (p.parent / "enroll.lst").is_file():
+            enroll_list = p.parent / "enroll.lst"
+        if enroll_list is not None and str(enroll_list):
+            enroll_map = read_enroll_list(enroll_list)
+            mapped = enroll.map(enroll_map)
+            unmapped = np.flatnonzero(mapped.isna().to_numpy())
+            if len(unmapped):
+                k = int(unmapped[0])
+                fail(k, f"enrolment id {enroll.iloc[k]!r} is not in {enroll_list} ({len(unmapped)} trial(s))")
+            enroll = mapped.astype("str")
+        else:
+            enroll = "enroll/" + enroll
     df = pd.DataFrame({"enroll_id": enroll, "test_id": test, "label": labels})
     if known_ids is not None:
         _check_known(df, known_ids, p, line_nos)
@@ -82,7 +127,8 @@ def read_trial_list(path: str | os.PathLike, fmt: str = "voxceleb", known_ids: s
 
 
 def _expected(fmt: str) -> str:
-    return "'<0|1> <enroll> <test>'" if fmt == "voxceleb" else "'<enroll> <test> <target|nontarget>'"
+    return {"voxceleb": "'<0|1> <enroll> <test>'", "kaldi": "'<enroll> <test> <target|nontarget>'",
+            "cnceleb": "'<enrolment id> <test path> <0|1>'"}[fmt]
 
 
 def _check_known(df: pd.DataFrame, known_ids, path: Path, line_nos: np.ndarray) -> None:
@@ -108,9 +154,11 @@ def write_trial_list(df: pd.DataFrame, path: str | os.PathLike, fmt: str = "voxc
     """Write ``df`` (enroll_id, test_id, label) as a trial list atomically.
 
     ``suffix`` (e.g. ``".wav"``) is appended to each id in the VoxCeleb format, so that
-    ``read_trial_list`` gives back the same ids.
+    ``read_trial_list`` gives back the same ids. Only the voxceleb and kaldi formats are written.
     """
     _check_format(fmt)
+    if fmt == "cnceleb":
+        raise VoxflowError(f"{path}: trial lists are written in the voxceleb or kaldi format, not cnceleb")
     missing = [c for c in ("enroll_id", "test_id", "label") if c not in df.columns]
     if missing:
         raise VoxflowError(f"{path}: trial table lacks column(s) {missing}; has {list(df.columns)}")

@@ -31,12 +31,18 @@ class Embedder:
 
     @torch.no_grad()
     def embed_feature_batch(self, feats: list[torch.Tensor]) -> np.ndarray:
-        """Embed feature matrices, batching those of equal length together; rows follow ``feats``."""
+        """Embed feature matrices in length buckets; rows follow ``feats``.
+
+        Inputs are sorted by length and each batch holds inputs of one length only, so nothing is
+        padded: the networks have no length masks, and padding would change the pooled statistics.
+        SEA windows all have the window length, so their batches are full.
+        """
         out = [None] * len(feats)
         by_len: dict[int, list[int]] = defaultdict(list)
         for i, f in enumerate(feats):
             by_len[f.shape[0]].append(i)
-        for idx in by_len.values():
+        for length in sorted(by_len):
+            idx = by_len[length]
             for k in range(0, len(idx), self.batch_size):
                 chunk = idx[k:k + self.batch_size]
                 emb = self.model(torch.stack([feats[i] for i in chunk]).to(self.device)).float().cpu().numpy()
@@ -65,16 +71,18 @@ def _iter_utterance_windows(embedder: Embedder, utterances: pd.DataFrame, window
     hop = max(1, round(hop_s / embedder.frame_shift_s))
     resample = bool(embedder.data_cfg.get("resample", True))
     for row in utterances.itertuples(index=False):
-        wav, sr = read_audio(row.path, expected_sr=embedder.sample_rate, resample=resample)
+        wav, sr = read_audio(row.path, expected_sr=embedder.sample_rate, resample=resample,
+                             start_s=getattr(row, "start_s", None), end_s=getattr(row, "end_s", None))
         feats = embedder.features(wav, sr)
         yield row, window_frames(feats.shape[0], win, hop), feats
 
 
 def embed_utterances(embedder: Embedder, utterances: pd.DataFrame, window_s: float = 2.0, hop_s: float = 0.5,
                      mode: str = "sea", flush_every: int = 256) -> tuple[list[str], np.ndarray]:
-    """One embedding per utterance.
+    """One embedding per utterance (only its ``start_s``..``end_s`` region for a segments manifest).
 
-    ``sea`` (Kaseva & Kurimo): embed ``window_s`` windows every ``hop_s`` (2 s, 1.5 s overlap) and take the
+    Windows of up to ``flush_every`` pending windows (several utterances) are embedded together in length
+    buckets. ``sea`` (Kaseva & Kurimo): embed ``window_s`` windows every ``hop_s`` (2 s, 1.5 s overlap) and take the
     spherical mean (K=1 spherical K-means centre); ``full``: embed the whole utterance at once (Wespeaker).
     """
     ids, vectors = [], []
@@ -102,14 +110,23 @@ def embed_utterances(embedder: Embedder, utterances: pd.DataFrame, window_s: flo
 
 
 def embed_segments(embedder: Embedder, utterances: pd.DataFrame, window_s: float = 2.0,
-                   hop_s: float = 1.0) -> tuple[pd.DataFrame, np.ndarray]:
-    """Embeddings of every ``window_s`` segment every ``hop_s`` (the 2 s training samples of Kaseva & Kurimo)."""
-    rows, mats = [], []
+                   hop_s: float = 1.0, flush_every: int = 256) -> tuple[pd.DataFrame, np.ndarray]:
+    """Embeddings of every ``window_s`` segment every ``hop_s`` (the 2 s training samples of Kaseva & Kurimo).
+
+    ``start_s``/``end_s`` of the result are relative to the utterance (for a segments manifest: to its
+    segment), the timeline of training's exclusions. Windows of several utterances are batched together.
+    """
+    rows, mats, pending = [], [], []
     for row, windows, feats in _iter_utterance_windows(embedder, utterances, window_s, hop_s):
-        mats.append(embedder.embed_feature_batch([feats[s:e] for s, e in windows]))
+        pending.extend(feats[s:e] for s, e in windows)
+        if len(pending) >= flush_every:
+            mats.append(embedder.embed_feature_batch(pending))
+            pending = []
         for s, e in windows:
             rows.append({"utt_id": row.utt_id, "spk_id": row.spk_id, "start_s": s * embedder.frame_shift_s,
                          "end_s": e * embedder.frame_shift_s})
+    if pending:
+        mats.append(embedder.embed_feature_batch(pending))
     matrix = np.concatenate(mats) if mats else np.zeros((0, 0), np.float32)
     segments = pd.DataFrame(rows, columns=["utt_id", "spk_id", "start_s", "end_s"])
     segments.insert(0, "segment_id", [f"{u}@{s:.2f}" for u, s in zip(segments.utt_id, segments.start_s)])

@@ -19,10 +19,19 @@ def head_names() -> List[str]:
     return list(HEADS)
 
 
-def build_head(name: str, in_dim: int, num_classes: int, **kwargs) -> Head:
-    """Head ``name`` mapping ``in_dim`` features to ``num_classes`` logits."""
+# A-softmax's lambda annealing (SphereFace): meaningless for the other heads.
+ASOFTMAX_ONLY = ("lambda_base", "lambda_min", "gamma", "power", "anneal")
+
+
+def build_head(name: str, in_dim: int, num_classes: int, where: str = "", **kwargs) -> Head:
+    """Head ``name`` mapping ``in_dim`` features to ``num_classes`` logits; ``where`` prefixes errors."""
+    prefix = f"{where}: " if where else ""
     cls = HEADS.get(name)
     if cls is None:
-        raise VoxflowError(f"unknown head {name!r}; valid: {', '.join(HEADS)}")
-    check_kwargs(cls, kwargs, f"head {name!r}", skip=("in_dim", "num_classes"))
+        raise VoxflowError(f"{prefix}unknown head {name!r}; valid: {', '.join(HEADS)}")
+    misplaced = [key for key in ASOFTMAX_ONLY if key in kwargs and name != "asoftmax"]
+    if misplaced:
+        raise VoxflowError(f"{prefix}{', '.join(misplaced)}: A-softmax's lambda annealing, which head {name!r} does "
+                           "not have; remove the key(s) or use name: asoftmax")
+    check_kwargs(cls, kwargs, f"{prefix}head {name!r}", skip=("in_dim", "num_classes"))
     return cls(int(in_dim), int(num_classes), **kwargs)

@@ -148,3 +148,21 @@ def summarize(scores, labels) -> dict:
         "n_target": n_tgt,
         "n_nontarget": int(len(lab) - n_tgt),
     }
+
+
+def bayes_threshold(p_target: float, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+    """The natural-log LLR above which accepting costs less: ``log(c_fa (1 - p) / (c_miss p))``."""
+    _check_costs(p_target, c_miss, c_fa)
+    return float(np.log(c_fa * (1.0 - p_target) / (c_miss * p_target)))
+
+
+def summarize_llr(llr_scores, labels, p_target: float = 0.01) -> dict:
+    """``summarize`` plus, for calibrated natural-log LLRs, Cllr and the actual DCF at the Bayes threshold of
+    ``p_target`` (``act_dcf``) and of 0.01 and 0.001 (``act_dcf_0.01``, ``act_dcf_0.001``)."""
+    out = summarize(llr_scores, labels)
+    out["cllr"] = cllr(llr_scores, labels)
+    for p in (0.01, 0.001):
+        out[f"act_dcf_{p:g}"] = actual_dcf(llr_scores, labels, bayes_threshold(p), p)
+    out["act_dcf"] = actual_dcf(llr_scores, labels, bayes_threshold(p_target), p_target)
+    out["p_target"] = float(p_target)
+    return out

@@ -13,28 +13,39 @@ from voxflow.errors import VoxflowError
 from voxflow.train.checkpoint import load_checkpoint
 
 
-def average_checkpoints(paths: list[str | os.PathLike]) -> dict:
-    """A stage snapshot whose ``model`` weights are the mean of those in ``paths``.
+def _mean_state(states: list[dict], part: str) -> dict:
+    """The mean of the floating-point tensors of ``part`` over ``states``; anything else from the last."""
+    out = {}
+    for key, value in states[-1][part].items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            out[key] = torch.stack([s[part][key].float() for s in states]).mean(0).to(value.dtype)
+        else:
+            out[key] = value.clone() if isinstance(value, torch.Tensor) else value
+    return out
 
-    Floating-point tensors are averaged; integer buffers (batch-norm counters) are taken from the last.
-    The configs and the head come from the last checkpoint.
+
+def average_checkpoints(paths: list[str | os.PathLike], head: bool = False) -> dict:
+    """A stage snapshot whose ``model`` weights (and with ``head`` the class weights too) are the mean of those
+    in ``paths``.
+
+    Floating-point tensors are averaged; integer buffers (batch-norm counters) and non-tensor state are taken
+    from the last checkpoint, as are the configs (and the head unless ``head``).
     """
     if not paths:
         raise VoxflowError("average_checkpoints: no checkpoint to average")
     states = [load_checkpoint(p) for p in paths]
     last = states[-1]
-    keys = set(last["model"])
-    for path, state in zip(paths, states):
-        if set(state["model"]) != keys:
-            raise VoxflowError(f"{path}: its model weights do not match {paths[-1]} (different architecture)")
-    averaged = {}
-    for key, value in last["model"].items():
-        if value.is_floating_point():
-            averaged[key] = torch.stack([s["model"][key].float() for s in states]).mean(0).to(value.dtype)
-        else:
-            averaged[key] = value.clone()
-    out = {k: v for k, v in last.items() if k in ("head", "model_cfg", "data_cfg", "head_cfg", "num_classes")}
-    out["model"] = averaged
+    parts = ("model", "head") if head else ("model",)
+    for part in parts:
+        keys = set(last[part])
+        for path, state in zip(paths, states):
+            if set(state[part]) != keys or any(state[part][k].shape != v.shape for k, v in last[part].items()
+                                               if isinstance(v, torch.Tensor)):
+                raise VoxflowError(f"{path}: its {part} weights do not match {paths[-1]} (different architecture)")
+    out = {k: v for k, v in last.items() if k in ("head", "model_cfg", "data_cfg", "head_cfg", "num_classes",
+                                                   "stage_cfg")}
+    for part in parts:
+        out[part] = _mean_state(states, part)
     out["averaged_from"] = [str(p) for p in paths]
     return out
 

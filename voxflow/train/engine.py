@@ -19,6 +19,7 @@ from voxflow.audio.features import feature_dim
 from voxflow.data.dataset import build_train_loader, num_classes, validate_data_cfg
 from voxflow.errors import VoxflowError
 from voxflow.train import ddp
+from voxflow.train.average import average_checkpoints, select_epochs
 from voxflow.train.checkpoint import (
     epoch_checkpoints,
     latest_resume_state,
@@ -103,7 +104,8 @@ class StageRun:
         torch.manual_seed(int(cfg.get("seed", 0)))
         model = build_network(cfg["model"], cfg["data"])
         self.classes = num_classes(spk2id, cfg["data"])
-        head = build_classifier(cfg["head"], neck_dim(model, feature_dim(data_cfg["features"])), self.classes)
+        head = build_classifier(cfg["head"], neck_dim(model, feature_dim(data_cfg["features"])), self.classes,
+                                where=f"{self.stage or 'stage'}.head")
         self.initialised = init_checkpoint is not None
         if self.initialised:
             init_from(model, head, load_checkpoint(init_checkpoint), cfg["head"])
@@ -272,12 +274,24 @@ class StageRun:
         return final
 
     def _final_state(self) -> dict:
-        if self.opts.select == "last" or not self.log.epoch_rows:
+        """final.pt: the last epoch (``select: last``) or the best (``select: best``); with ``average: N`` the
+        mean of the network and class weights of the last N or the N best epochs (Wespeaker's avg_model)."""
+        opts = self.opts
+        if not self.log.epoch_rows or (opts.select == "last" and opts.average == 1):
             return self._snapshot()
-        best = _best_epoch(self.log.epoch_rows, self.where)
-        state = load_checkpoint(self.out / f"epoch_{best}.pt")
-        log.info("%s: final.pt is epoch %d, the one of lowest validation EER", self.where, best)
-        return {**{k: state[k] for k in SNAPSHOT_KEYS}, "selected_epoch": best}
+        if opts.average == 1:
+            best = _best_epoch(self.log.epoch_rows, self.where)
+            state = load_checkpoint(self.out / f"epoch_{best}.pt")
+            log.info("%s: final.pt is epoch %d, the one of lowest validation EER", self.where, best)
+            return {**{k: state[k] for k in SNAPSHOT_KEYS}, "selected_epoch": best}
+        epochs = select_epochs(pd.DataFrame(self.log.epoch_rows), opts.select, opts.average, f"{self.where}: average")
+        missing = [e for e in epochs if not (self.out / f"epoch_{e}.pt").is_file()]
+        if missing:
+            raise VoxflowError(f"{self.where}: average: {opts.average} needs the checkpoints of epoch(s) {missing}, "
+                               "which are missing")
+        state = average_checkpoints([self.out / f"epoch_{e}.pt" for e in epochs], head=True)
+        log.info("%s: final.pt averages epochs %s (%s %d)", self.where, epochs, opts.select, opts.average)
+        return {**{k: state[k] for k in SNAPSHOT_KEYS}, "averaged_epochs": epochs}
 
 
 def run_stage(cfg: dict, utterances: pd.DataFrame, source, spk2id: dict[str, int], out_dir: str | Path,
@@ -291,7 +305,8 @@ def run_stage(cfg: dict, utterances: pd.DataFrame, source, spk2id: dict[str, int
     ``step_N.pt`` every ``checkpoint_every_steps`` steps, ``train_log.parquet`` (per epoch, with the
     validation EER when ``validation`` is given), ``train_steps.parquet``, TensorBoard events, and finally
     ``final.pt`` (model, head and their configs: the last epoch, or with ``select: best`` the epoch of lowest
-    validation EER). ``batches(epoch)`` replaces the data loader (benchmarks). Returns the path of ``final.pt``.
+    validation EER; with ``average: N`` the mean of the last N or the N best epochs). ``batches(epoch)``
+    replaces the data loader (benchmarks). Returns the path of ``final.pt``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -32,10 +32,11 @@ def neck_dim(model: nn.Module, feat_dim: int) -> int:
     return int(dim)
 
 
-def build_classifier(head_cfg: dict, in_dim: int, classes: int) -> nn.Module:
-    """The classification head of a stage (``name`` plus the head's keyword arguments)."""
+def build_classifier(head_cfg: dict, in_dim: int, classes: int, where: str = "head") -> nn.Module:
+    """The classification head of a stage (``name`` plus the head's keyword arguments, e.g. A-softmax's
+    ``lambda_base``, ``lambda_min``, ``gamma``, ``power``); ``where`` names the config section in errors."""
     kwargs = {k: v for k, v in head_cfg.items() if k not in ("name", "schedule", "init_from_previous")}
-    return build_head(head_cfg["name"], in_dim, classes, **kwargs)
+    return build_head(head_cfg["name"], in_dim, classes, where=where, **kwargs)
 
 
 class Classifier(nn.Module):

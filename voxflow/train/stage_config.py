@@ -11,8 +11,9 @@ from voxflow.errors import VoxflowError
 STAGES = ("warmup", "margin", "finetune")
 # How the engine runs (not what it computes); each has a default in EngineOptions.
 ENGINE_KEYS = ("gpus", "nproc", "checkpoint_every_steps", "log_every_steps", "channels_last", "compile", "tensorboard")
-# Keys that change neither the weights nor their order of computation: a run may resume across them.
-OPERATIONAL_KEYS = ("checkpoint_every_steps", "log_every_steps", "tensorboard")
+# Keys that change neither the weights nor their order of computation: a run may resume across them (select
+# and average only choose what final.pt is made of, so a rerun with other values rewrites final.pt alone).
+OPERATIONAL_KEYS = ("checkpoint_every_steps", "log_every_steps", "tensorboard", "select", "average")
 # Keys a stage may override from the experiment level.
 _SHARED = ("device", "seed", "model", "data", "optimizer", "scheduler", "clip_grad_norm", "amp") + ENGINE_KEYS
 
@@ -27,6 +28,7 @@ class EngineOptions:
     compile: bool = False
     tensorboard: bool = True
     select: str = "last"
+    average: int = 1
 
 
 def engine_options(cfg: dict) -> EngineOptions:
@@ -37,7 +39,7 @@ def engine_options(cfg: dict) -> EngineOptions:
         if isinstance(default.default, bool):
             ok = isinstance(value, bool)
         elif isinstance(default.default, int):
-            minimum = 1 if key == "log_every_steps" else 0
+            minimum = 1 if key in ("log_every_steps", "average") else 0
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
         else:
             ok = value in ("last", "best")

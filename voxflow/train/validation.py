@@ -31,9 +31,11 @@ def _pick_segments(utts: pd.DataFrame, segment_s: float, per_session: int, rng: 
             row = group.iloc[int(i)]
             slack = max(float(row.duration_s) - segment_s - 0.01, 0.0)  # 10 ms spare for resampled lengths
             start = np.floor(rng.uniform(0.0, slack) * 100.0) / 100.0
+            # start_s/end_s are times in the file: a Kaldi segment's own start is added
+            offset = float(row["start_s"]) if "start_s" in row.index and pd.notna(row["start_s"]) else 0.0
             rows.append({"segment_id": f"{row.utt_id}@{start:.2f}", "utt_id": row.utt_id, "spk_id": spk,
-                         "session_id": session, "path": row.path, "start_s": float(start),
-                         "end_s": float(start) + segment_s})
+                         "session_id": session, "path": row.path, "start_s": offset + float(start),
+                         "end_s": offset + float(start) + segment_s})
     return pd.DataFrame(rows)
 
 
@@ -136,12 +138,9 @@ class ValidationSet:
         if key not in self._features:
             out = []
             for row in self.segments.itertuples(index=False):
-                wav, _ = read_audio(row.path, expected_sr=sr, resample=resample)
-                lo, hi = int(round(row.start_s * sr)), int(round(row.end_s * sr))
-                if hi > len(wav):
-                    raise VoxflowError(f"{row.path}: validation segment {row.start_s}-{row.end_s} s lies beyond "
-                                       f"the end of the audio ({len(wav) / sr:.2f} s)")
-                out.append(extract_features(torch.from_numpy(wav[lo:hi].copy()), sr, feat_cfg))
+                wav, _ = read_audio(row.path, expected_sr=sr, resample=resample, start_s=row.start_s,
+                                    end_s=row.end_s)  # reads only the segment
+                out.append(extract_features(torch.from_numpy(wav), sr, feat_cfg))
             self._features = {key: out}
         return self._features[key]
 

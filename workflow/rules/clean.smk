@@ -9,9 +9,10 @@ rule train_seed_model:
     params:
         cfg=as_json(config["cleaning"].get("seed_model", {})),
         stages=lambda w: " ".join(s for s in STAGES if s in config["cleaning"].get("seed_model", {})),
-    threads: 2
+    threads: job_cpus("train_seed_model")
     resources:
         gpu=lambda w: int(config["cleaning"].get("seed_model", {}).get("device", "cpu").startswith("cuda")),
+        **job_resources("train_seed_model"),
     log:
         "logs/train_seed_model.log",
     benchmark:
@@ -28,8 +29,10 @@ rule embed_segments:
         utts=f"{DATA}/train/utterances.parquet",
     output:
         f"{DATA}/cleaning/segment_embeddings.parquet",
+    threads: job_cpus("embed_segments")
     resources:
         gpu=int(config["embedding"]["device"].startswith("cuda")),
+        **job_resources("embed_segments"),
     params:
         window=config["cleaning"]["window_s"],
         hop=config["cleaning"]["hop_s"],

@@ -103,3 +103,142 @@ def final_outputs():
     if config["cleaning"]["enabled"]:
         out.append(f"{RESULTS}/cleaning.md")
     return out
+
+
+# ---------------------------------------------------------------- cluster resources (config `resources:`)
+# A rule's request = base + per_unit x its data size, x retry_scale per retry (Snakemake's `attempt`), capped by
+# max_mem_mb / max_runtime. The sizes are read from the rule's input when the job is about to be submitted.
+import errno
+import functools
+import math
+import shutil
+import subprocess
+
+import pyarrow.parquet as pq
+
+RES = config["resources"]
+
+
+def _present(path, input):
+    """`path`, or FileNotFoundError naming an input: Snakemake then asks again once that input is made."""
+    if not os.path.exists(path):
+        files = [input] if isinstance(input, str) else list(input)
+        missing = next((f for f in files if not os.path.exists(f)), path)
+        raise FileNotFoundError(errno.ENOENT, "not made yet", str(missing))
+    return path
+
+
+@functools.lru_cache(maxsize=64)
+def _parquet_stat(path, mtime_ns, what):
+    if what == "rows":
+        return pq.ParquetFile(path).metadata.num_rows
+    return float(pq.read_table(path, columns=["duration_s"]).column(0).to_numpy().sum()) / 3600.0
+
+
+def manifest_hours(path, input=()):
+    """Hours of audio in a manifest (the sum of its duration_s column)."""
+    path = _present(str(path), input)
+    return _parquet_stat(path, os.stat(path).st_mtime_ns, "hours")
+
+
+def table_rows(path, input=()):
+    """Rows of a Parquet table (from its footer)."""
+    path = _present(str(path), input)
+    return _parquet_stat(path, os.stat(path).st_mtime_ns, "rows")
+
+
+def directory_gb(path, input=()):
+    """GB (1e9 bytes) of the files under a directory; 0 when it does not exist and nothing will make it."""
+    if not os.path.isdir(path):
+        files = [input] if isinstance(input, str) else list(input)
+        if any(not os.path.exists(f) for f in files):
+            _present(path, files)
+        return 0.0
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs) / 1e9
+
+
+def _stage_epochs(cfg, stages):
+    return sum(cfg[s]["epochs"] for s in stages if s in cfg)
+
+
+# Rule -> (what one unit is, its size from (wildcards, input)); rules with None have no size.
+RESOURCE_UNITS = {
+    "manifest": None,
+    "shards": ("hour of training audio", lambda w, input: manifest_hours(input[0], input)),
+    "train_seed_model": (
+        "hour of training audio x seed-model epoch",
+        lambda w, input: manifest_hours(input.utts, input) * _stage_epochs(config["cleaning"]["seed_model"], STAGES),
+    ),
+    "embed_segments": ("hour of training audio", lambda w, input: manifest_hours(input.utts, input)),
+    "train_stage": (
+        "hour of training audio x epoch of the stage / training process",
+        lambda w, input: manifest_hours(input.utts, input)
+        * _stage_epochs(config["experiments"][w.exp], [w.stage])
+        / train_processes(w.exp)[0],
+    ),
+    "embed": ("hour of the corpus's audio", lambda w, input: manifest_hours(input.utts, input)),
+    "fit_backend": (
+        "1000 embeddings fitted on",
+        lambda w, input: min(table_rows(input[0], input), config["backend_training"]["max_utts"]) / 1000.0,
+    ),
+    "score": ("1000 embeddings of the trial corpus", lambda w, input: table_rows(input.embeddings, input) / 1000.0),
+    "diarize": (
+        "GB of recordings",
+        lambda w, input: directory_gb(config["diarization_sets"][w.dset]["audio_dir"], input.audio),
+    ),
+}
+
+for _rule, _unit in RESOURCE_UNITS.items():
+    for _key in ("mem_mb_per_unit", "runtime_per_unit"):
+        if _unit is None and RES[_rule][_key]:
+            raise ValueError(f"config: resources.{_rule}.{_key}: rule {_rule} has no data size to scale with; "
+                             "set it to 0 and raise the base figure instead")
+
+
+def resource_request(rule, key, wildcards, input, attempt):
+    """`mem_mb` (MB) or `runtime` (minutes) of a job of `rule`, from the config's resources section."""
+    spec = RES[rule]
+    per_unit = spec[f"{key}_per_unit"]
+    size = RESOURCE_UNITS[rule][1](wildcards, input) if per_unit else 0.0
+    value = (spec[key] + per_unit * size) * RES["retry_scale"] ** (attempt - 1)
+    cap = RES[f"max_{key}"]
+    return int(math.ceil(min(value, cap) if cap else value))
+
+
+def job_cpus(rule):
+    """CPUs of a job of `rule` (its threads: --cpus-per-task on SLURM, OMP_NUM_THREADS in the job)."""
+    return RES[rule]["cpus"]
+
+
+def job_resources(rule):
+    """A rule's `resources:` (use as `resources: **job_resources("rule")`): mem_mb and runtime from the
+    config, and slurm_partition when the config names one for the rule."""
+
+    def request(key):
+        def evaluate(wildcards, input, attempt):
+            return resource_request(rule, key, wildcards, input, attempt)
+
+        return evaluate
+
+    out = {"mem_mb": request("mem_mb"), "runtime": request("runtime")}
+    if RES[rule]["partition"]:
+        out["slurm_partition"] = RES[rule]["partition"]
+    return out
+
+
+def _check_partitions():
+    """Partitions named in resources: must exist where sinfo can see them (checked before anything runs)."""
+    named = {r: RES[r]["partition"] for r in RESOURCE_UNITS if RES[r]["partition"]}
+    if not named or shutil.which("sinfo") is None:
+        return
+    out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True)
+    if out.returncode != 0:
+        return
+    known = [p.rstrip("*") for p in out.stdout.split()]
+    for rule, name in named.items():
+        if name not in known:
+            raise ValueError(f"config: resources.{rule}.partition: {name!r}: no such partition on this cluster "
+                             f"(partitions: {', '.join(known) or 'none'})")
+
+
+_check_partitions()

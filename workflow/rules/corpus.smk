@@ -16,12 +16,17 @@ rule demo_corpus:
 
 rule manifest:
     input:
-        lambda w: source_input(config["corpora"][w.corpus]["path"], w.corpus),
+        lambda w: list(dict.fromkeys(x for p in [config["corpora"][w.corpus]["path"],
+                                                   *config["corpora"][w.corpus].get("extra_paths", [])]
+                                     for x in source_input(p, w.corpus))),
     output:
         f"{DATA}/manifests/{{corpus}}.parquet",
     params:
         source=lambda w: as_json({k: v for k, v in config["corpora"][w.corpus].items() if k != "download"}),
         audio=as_json(config["audio"]),
+    threads: job_cpus("manifest")
+    resources:
+        **job_resources("manifest"),
     log:
         "logs/manifest/{corpus}.log",
     benchmark:
@@ -71,10 +76,11 @@ rule trials:
     params:
         path=lambda w: config["trial_sets"][w.trials]["path"],
         fmt=lambda w: config["trial_sets"][w.trials]["format"],
+        enroll=lambda w: config["trial_sets"][w.trials].get("enroll_list", ""),
     log:
         "logs/trials/{trials}.log",
     benchmark:
         "logs/bench/trials_{trials}.tsv"
     shell:
         "python {SCRIPTS}/import_trials.py --trials {params.path:q} --format {params.fmt}"
-        " --utterances {input.utts} --out {output} > {log} 2>&1"
+        " --enroll-list={params.enroll:q} --utterances {input.utts} --out {output} > {log} 2>&1"

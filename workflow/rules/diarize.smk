@@ -9,8 +9,10 @@ rule diarize:
     output:
         rttm=f"{EXP}/{{exp}}/diarization/{{dset}}/hyp.rttm",
         turns=f"{EXP}/{{exp}}/diarization/{{dset}}/turns.parquet",
+    threads: job_cpus("diarize")
     resources:
         gpu=int(config["embedding"]["device"].startswith("cuda")),
+        **job_resources("diarize"),
     params:
         audio_dir=lambda w: config["diarization_sets"][w.dset]["audio_dir"],
         ref_dir=lambda w: config["diarization_sets"][w.dset]["rttm_dir"],

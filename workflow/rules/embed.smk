@@ -9,8 +9,10 @@ rule embed:
         f"{EXP}/{{system}}/embeddings/{{corpus}}.parquet",
     params:
         cfg=as_json(config["embedding"]),
+    threads: job_cpus("embed")
     resources:
         gpu=int(config["embedding"]["device"].startswith("cuda")),
+        **job_resources("embed"),
     log:
         "logs/embed/{system}_{corpus}.log",
     benchmark:

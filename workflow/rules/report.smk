@@ -5,6 +5,9 @@
 def summary_inputs(wildcards):
     metrics = [f"{EXP}/{s}/scores/{t}/{b}.json" for s in systems() for t in config["trial_sets"]
                for b in config["backends"]]
+    if config["calibration"]["enabled"]:
+        metrics += [f"{EXP}/{s}/calibrated/{t}/{b}.json" for s in systems() for t in config["trial_sets"]
+                    for b in config["backends"]]
     der = [f"{EXP}/{e}/diarization/{d}/der.json" for e in EXPERIMENTS for d in config["diarization_sets"]
            if config["diarization_sets"][d]["rttm_dir"]]
     return {"metrics": metrics, "der": der}

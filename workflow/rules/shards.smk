@@ -10,6 +10,8 @@ rule shards:
         cfg=as_json(config["shards"]),
         seed=config["seed"],
     threads: config["shards"]["jobs"]
+    resources:
+        **job_resources("shards"),
     log:
         "logs/shards.log",
     benchmark:

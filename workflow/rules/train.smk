@@ -68,10 +68,11 @@ rule train_stage:
     wildcard_constraints:
         exp="|".join(EXPERIMENTS),
         stage="|".join(STAGES),
-    threads: lambda w: max(2, train_processes(w.exp)[0])
+    threads: lambda w: max(job_cpus("train_stage"), train_processes(w.exp)[0])
     resources:
         gpu=lambda w: train_processes(w.exp)[1],
         nodes=1,  # torchrun --standalone: every process of a job on one node
+        **job_resources("train_stage"),
     log:
         "logs/train/{exp}_{stage}.log",
     benchmark:
