@@ -138,5 +138,5 @@ def test_rule_trains_with_torchrun_when_the_experiment_asks_for_processes(tmp_pa
     assert epochs.epoch.tolist() == [1, 2] and epochs.val_eer.between(0, 1).all()
     assert steps.step.tolist() == list(range(1, len(steps) + 1)) and (steps.samples == 2 * 16).all()
     segments = pd.read_parquet(tmp_path / "data/validation/segments.parquet")
-    assert segments.spk_id.nunique() == cfg["demo"]["n_test_speakers"]
+    assert segments.spk_id.nunique() == cfg["demo"]["n_heldout_speakers"]
     assert checkpoint_tensors(stage / "final.pt") and not list(stage.glob("step_*.pt"))

@@ -279,3 +279,24 @@ def test_verification_is_nontrivial_but_learnable(corpus):
     labels = np.array([int(label) for label, _, _ in trials])
     eer = _eer(scores, labels)
     assert 0.03 < eer < 0.40, eer
+
+
+def test_heldout_speakers_are_new_and_leave_dev_and_test_unchanged(tmp_path):
+    plain = make_demo_corpus(tmp_path / "plain", seed=1, **TINY)
+    extra = make_demo_corpus(tmp_path / "extra", seed=1, n_heldout_speakers=3, **TINY)
+    assert not (tmp_path / "plain/heldout").exists() and plain["n_heldout_utts"] == 0
+    held = sorted(p.relative_to(tmp_path / "extra/heldout/wav") for p in (tmp_path / "extra/heldout/wav").rglob("*.wav"))
+    assert len(held) == extra["n_heldout_utts"] == 3 * TINY["sessions_per_speaker"] * TINY["utts_per_session"]
+    held_spk = {p.parts[0] for p in held}
+    others = {p.name for part in ("dev", "test") for p in (tmp_path / "extra" / part / "wav").iterdir()}
+    assert len(held_spk) == 3 and not held_spk & others
+    for part in ("dev/wav", "test/wav", "test/trials.txt"):
+        a, b = tmp_path / "plain" / part, tmp_path / "extra" / part
+        files = sorted(p.relative_to(a) for p in (a.rglob("*") if a.is_dir() else [a]) if p.is_file())
+        assert files and all((a / f if a.is_dir() else a).read_bytes() == (b / f if b.is_dir() else b).read_bytes()
+                              for f in files), part
+
+
+def test_one_heldout_speaker_is_refused(tmp_path):
+    with pytest.raises(VoxflowError, match="n_heldout_speakers"):
+        make_demo_corpus(tmp_path / "d", n_heldout_speakers=1, **TINY)

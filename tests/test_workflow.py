@@ -17,7 +17,7 @@ pytestmark = pytest.mark.workflow
 
 def tiny_config() -> dict:
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    cfg["demo"].update(n_dev_speakers=8, n_test_speakers=4, sessions_per_speaker=2, utts_per_session=3,
+    cfg["demo"].update(n_dev_speakers=8, n_test_speakers=4, n_heldout_speakers=3, sessions_per_speaker=2, utts_per_session=3,
                        n_mislabeled=2, n_conversations=1)
     small = {"name": "xvector", "channels": 32, "stats_channels": 64, "embed_dim": 32}
     cfg["cleaning"]["seed_model"]["model"] = dict(small)

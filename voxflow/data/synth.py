@@ -6,6 +6,8 @@ Layout under the output directory::
     dev/mislabeled.csv                    utt_id,labeled_spk,true_spk of the planted mislabels
     test/wav/<spk>/<session>/<utt>.wav    held-out speakers, numbering continued
     test/trials.txt                       "<1|0> <enroll>.wav <test>.wav", paths relative to test/wav
+    heldout/wav/<spk>/<session>/<utt>.wav another set of held-out speakers (only if n_heldout_speakers > 0),
+                                          for validation and calibration without touching the test speakers
     noise/{noise,music,babble}/*.wav      MUSAN-like augmentation noises
     rirs/*.wav                            room impulse responses (peak 1)
     diar/wav/<conv>.wav, diar/rttm/<conv>.rttm   conversations and their reference turns
@@ -36,6 +38,7 @@ from voxflow.errors import VoxflowError
 
 # Tags that separate the random streams of different kinds of items.
 _VOICE, _SESSION, _UTT, _MISLABEL, _TRIALS, _NOISE, _MUSIC, _BABBLE, _RIR, _CONV, _DEVICE, _ENVIRONMENT = range(1, 13)
+_HELDOUT_VOICE = 13  # a stream of its own, so that adding held-out speakers changes nothing else
 
 MISLABELED_DUR_S = (6.0, 8.0)
 NOISE_DUR_S = (9.0, 11.0)
@@ -453,12 +456,14 @@ def _check_args(**kw) -> None:
         if not ok:
             raise VoxflowError(f"make_demo_corpus: {key}={kw[key]!r} is invalid; it must be {what}")
 
-    for key in ("seed", "n_dev_speakers", "n_test_speakers", "sessions_per_speaker", "utts_per_session",
+    for key in ("seed", "n_dev_speakers", "n_test_speakers", "n_heldout_speakers", "sessions_per_speaker",
+                "utts_per_session",
                 "n_mislabeled", "n_conversations", "n_noises", "n_rirs", "sample_rate"):
         need(isinstance(kw[key], (int, np.integer)) and not isinstance(kw[key], bool), key, "an integer")
     need(kw["seed"] >= 0, "seed", ">= 0")
     need(kw["n_dev_speakers"] >= 2, "n_dev_speakers", ">= 2")
     need(kw["n_test_speakers"] >= 2, "n_test_speakers", ">= 2")
+    need(kw["n_heldout_speakers"] == 0 or kw["n_heldout_speakers"] >= 2, "n_heldout_speakers", "0 or >= 2")
     need(kw["sessions_per_speaker"] >= 2, "sessions_per_speaker", ">= 2 (targets come from other sessions)")
     need(kw["utts_per_session"] >= 1, "utts_per_session", ">= 1")
     need(0 <= kw["n_mislabeled"] <= kw["n_dev_speakers"], "n_mislabeled", "between 0 and n_dev_speakers")
@@ -476,6 +481,7 @@ def make_demo_corpus(
     seed: int = 0,
     n_dev_speakers: int = 40,
     n_test_speakers: int = 10,
+    n_heldout_speakers: int = 0,
     sessions_per_speaker: int = 3,
     utts_per_session: int = 4,
     min_dur_s: float = 2.0,
@@ -493,6 +499,7 @@ def make_demo_corpus(
     """
     settings = dict(
         seed=seed, n_dev_speakers=n_dev_speakers, n_test_speakers=n_test_speakers,
+        n_heldout_speakers=n_heldout_speakers,
         sessions_per_speaker=sessions_per_speaker, utts_per_session=utts_per_session, min_dur_s=min_dur_s,
         max_dur_s=max_dur_s, n_mislabeled=n_mislabeled, n_conversations=n_conversations, n_noises=n_noises,
         n_rirs=n_rirs, sample_rate=sample_rate,
@@ -528,13 +535,17 @@ class _Cast:
         self.seed, self.n_main, self.n_extra = seed, n_main, 0
         self.params: dict[str, dict] = {}
 
-    def _voice(self, index: int, spk_id: str, role: str) -> Voice:
-        voice = random_voice(spk_id, _rng(self.seed, _VOICE, index))
+    def _voice(self, index: int, spk_id: str, role: str, stream: int = _VOICE) -> Voice:
+        voice = random_voice(spk_id, _rng(self.seed, stream, index))
         self.params[spk_id] = {"role": role, **voice.to_json()}
         return voice
 
     def main(self, index: int, role: str) -> Voice:
         return self._voice(index, f"id{index + 1:05d}", role)
+
+    def heldout(self, k: int) -> Voice:
+        """The k-th held-out speaker, numbered after the main ones."""
+        return self._voice(k, f"id{self.n_main + k + 1:05d}", "heldout", _HELDOUT_VOICE)
 
     def extras(self, count: int, role: str) -> list[Voice]:
         """``count`` new speakers (ext0001, ...) who appear nowhere but where ``role`` says."""
@@ -545,17 +556,18 @@ class _Cast:
 def _build(root: Path, cfg: dict) -> dict:
     """Write every part of the corpus under ``root``; return the summary counts."""
     seed, sr = cfg["seed"], cfg["sample_rate"]
-    n_dev, n_test = cfg["n_dev_speakers"], cfg["n_test_speakers"]
+    n_dev, n_test, n_heldout = cfg["n_dev_speakers"], cfg["n_test_speakers"], cfg["n_heldout_speakers"]
+    parts = ["dev"] * n_dev + ["test"] * n_test + ["heldout"] * n_heldout
     cast = _Cast(seed, n_dev + n_test)
-    voices = [cast.main(i, "dev" if i < n_dev else "test") for i in range(n_dev + n_test)]
+    voices = [cast.main(i, part) for i, part in enumerate(parts[: n_dev + n_test])]
+    voices += [cast.heldout(k) for k in range(n_heldout)]
     planted = _plan_mislabels(cfg, voices[:n_dev], cast)
-    samples = {"dev": 0, "test": 0, "noise": 0, "rirs": 0, "diar": 0}
+    samples = {"dev": 0, "test": 0, "heldout": 0, "noise": 0, "rirs": 0, "diar": 0}
 
     devices = [random_channel_eq(_rng(seed, _DEVICE, k), sr) for k in range(N_DEVICES)]
     environments = [_random_environment(_rng(seed, _ENVIRONMENT, k), sr) for k in range(N_ENVIRONMENTS)]
     mislabel_rows, test_utts = [], []
-    for i, voice in enumerate(voices):
-        part = "dev" if i < n_dev else "test"
+    for i, (voice, part) in enumerate(zip(voices, parts)):
         for s in range(cfg["sessions_per_speaker"]):
             session = _random_session(_rng(seed, _SESSION, i, s), sr, devices, environments)
             for u in range(cfg["utts_per_session"]):
@@ -597,8 +609,10 @@ def _build(root: Path, cfg: dict) -> dict:
         "sample_rate": sr,
         "n_dev_speakers": n_dev,
         "n_test_speakers": n_test,
+        "n_heldout_speakers": n_heldout,
         "n_dev_utts": n_dev * n_per_speaker,
         "n_test_utts": n_test * n_per_speaker,
+        "n_heldout_utts": n_heldout * n_per_speaker,
         "n_trials": len(trials),
         "n_target_trials": n_target,
         "n_nontarget_trials": len(trials) - n_target,
