@@ -140,7 +140,7 @@ def test_bad_trial_lines_name_file_and_line(cnceleb, line, message):
 def test_bad_enroll_list_and_bad_layouts_are_named(cnceleb):
     enroll = cnceleb / "eval/lists/enroll.lst"
     enroll.write_text("id00800-enroll enroll/id00800-enroll.wav extra\n")
-    with pytest.raises(VoxflowError, match=r"enroll\.lst:1: expected '<enrolment id> <audio path>'"):
+    with pytest.raises(VoxflowError, match=r"enroll\.lst:1: expected 2 fields \('<enrolment id> <audio path>'\)"):
         read_trial_list(cnceleb / "eval/lists/trials.lst", "cnceleb")
     with pytest.raises(VoxflowError, match="looks like a CN-Celeb root"):
         import_cnceleb_dir(cnceleb)

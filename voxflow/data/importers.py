@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from voxflow.audio.io import audio_info
+from voxflow.data.text_tables import read_keyed_table
 from voxflow.errors import VoxflowError
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -101,26 +102,10 @@ def _cnceleb_ids(path: Path, rel: Path, eval_layout: bool) -> tuple[str, str, st
 
 def read_speaker_list(path: str | os.PathLike) -> dict[str, int]:
     """Speaker ids of a list file (one per line, e.g. CN-Celeb's dev/dev.lst) -> their 1-based line numbers."""
-    p = Path(path)
-    if not p.is_file():
-        raise VoxflowError(f"{p}: speaker list not found")
-    try:
-        lines = p.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VoxflowError(f"{p}: cannot read speaker list: {exc}") from None
-    out: dict[str, int] = {}
-    for no, line in enumerate(lines, 1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 1:
-            raise VoxflowError(f"{p}:{no}: expected one speaker id per line, got {line!r}")
-        if fields[0] in out:
-            raise VoxflowError(f"{p}:{no}: speaker {fields[0]!r} already listed on line {out[fields[0]]}")
-        out[fields[0]] = no
-    if not out:
-        raise VoxflowError(f"{p}: speaker list is empty")
-    return out
+    table = read_keyed_table(path, 1, 1, "one speaker id", "speaker list")
+    if not table:
+        raise VoxflowError(f"{path}: speaker list is empty")
+    return {spk: no for spk, (_, no) in table.items()}
 
 
 def import_cnceleb_dir(root: str | os.PathLike, sample_rate: int = 16000, on_other_rate: str = "resample",

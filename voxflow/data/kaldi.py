@@ -15,33 +15,13 @@ import pandas as pd
 
 from voxflow.audio.io import audio_info, decode_audio, write_audio
 from voxflow.data.importers import check_audio, session_of
+from voxflow.data.text_tables import read_keyed_table
 from voxflow.errors import VoxflowError
 
 log = logging.getLogger(__name__)
 
 SEGMENT_TOLERANCE_S = 0.05  # a segment may end this much past its recording (rounding in segments files)
 _ARK_OFFSET = re.compile(r"\.ark:\d+$")
-
-
-def _read_table(path: Path, min_fields: int, max_fields: int | None, what: str) -> dict[str, tuple[list[str], int]]:
-    """``key field...`` lines as {key: (fields, line_no)}; a short line or a repeated key names the line."""
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VoxflowError(f"{path}: cannot read {what}: {exc}") from exc
-    out: dict[str, tuple[list[str], int]] = {}
-    for line_no, line in enumerate(lines, start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) < min_fields or (max_fields is not None and len(fields) > max_fields):
-            want = f"{min_fields}" if max_fields == min_fields else f"at least {min_fields}"
-            raise VoxflowError(f"{path}:{line_no}: expected {want} fields ({what}), got {len(fields)}: {line!r}")
-        key = fields[0]
-        if key in out:
-            raise VoxflowError(f"{path}:{line_no}: {key!r} repeats line {out[key][1]}")
-        out[key] = (fields[1:], line_no)
-    return out
 
 
 def _read_wav_scp(path: Path) -> dict[str, tuple[str, int]]:
@@ -127,7 +107,7 @@ def _audio_paths(wav_scp: Path, entries: dict[str, tuple[str, int]], base: Path,
 
 
 def _check_spk2utt(path: Path, utt2spk: dict[str, str], utt2spk_path: Path) -> None:
-    table = _read_table(path, 2, None, "'<speaker> <utterance> ...'")
+    table = read_keyed_table(path, 2, None, "'<speaker> <utterance> ...'", "spk2utt")
     seen: set[str] = set()
     for spk, (utts, line_no) in table.items():
         for utt in utts:
@@ -145,7 +125,7 @@ def _check_spk2utt(path: Path, utt2spk: dict[str, str], utt2spk_path: Path) -> N
 
 
 def _read_segments(path: Path, recordings: set[str]) -> dict[str, tuple[str, float, float, int]]:
-    table = _read_table(path, 4, 4, "'<utterance> <recording> <start> <end>'")
+    table = read_keyed_table(path, 4, 4, "'<utterance> <recording> <start> <end>'", "segments")
     out = {}
     for utt, ((rec, start_s, end_s), line_no) in table.items():
         where = f"{path}:{line_no}"
@@ -192,7 +172,7 @@ def import_kaldi_dir(path: str | os.PathLike, allow_pipes: bool = False, audio_d
     entries = _read_wav_scp(wav_scp)
     if not entries:
         raise VoxflowError(f"{wav_scp}: no recordings listed")
-    utt2spk_lines = _read_table(utt2spk_path, 2, 2, "'<utterance> <speaker>'")
+    utt2spk_lines = read_keyed_table(utt2spk_path, 2, 2, "'<utterance> <speaker>'", "utt2spk")
     utt2spk = {u: fields[0] for u, (fields, _) in utt2spk_lines.items()}
     if (d / "spk2utt").is_file():
         _check_spk2utt(d / "spk2utt", utt2spk, utt2spk_path)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from voxflow.data.text_tables import read_keyed_table
 from voxflow.errors import VoxflowError
 from voxflow.utils.atomic import write_text_atomic
 
@@ -32,24 +33,9 @@ def _check_format(fmt: str) -> None:
 
 def read_enroll_list(path: str | os.PathLike) -> dict[str, str]:
     """CN-Celeb ``eval/lists/enroll.lst`` (``<enrolment id> <path under eval/>``) as {id: path without extension}."""
-    p = Path(path)
-    if not p.is_file():
-        raise VoxflowError(f"{p}: enrolment list not found")
-    try:
-        lines = p.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VoxflowError(f"{p}: cannot read enrolment list: {exc}") from exc
-    out: dict[str, str] = {}
-    for no, line in enumerate(lines, 1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 2:
-            raise VoxflowError(f"{p}:{no}: expected '<enrolment id> <audio path>', got {line!r}")
-        if fields[0] in out:
-            raise VoxflowError(f"{p}:{no}: enrolment id {fields[0]!r} listed twice")
-        out[fields[0]] = _strip_audio_ext(pd.Series([fields[1]], dtype="str")).iloc[0]
-    return out
+    table = read_keyed_table(path, 2, 2, "'<enrolment id> <audio path>'", "enrolment list")
+    paths = _strip_audio_ext(pd.Series([rest[0] for rest, _ in table.values()], dtype="str"))
+    return dict(zip(table, paths))
 
 
 def read_trial_list(path: str | os.PathLike, fmt: str = "voxceleb", known_ids: set | None = None,
