@@ -15,7 +15,8 @@ def main():
     table = import_augmentation_dir(args.dir, args.kind)
     with atomic_path(args.out) as tmp:
         table.to_parquet(tmp, index=False)
-    print(f"{args.kind}: {len(table)} files")
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(table.kind.value_counts().items()))
+    print(f"{args.kind}: {len(table)} files" + (f" ({kinds})" if kinds else ""))
 
 
 run(main)

@@ -34,30 +34,42 @@ def resample_wav(wav: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
     return out.numpy()
 
 
-def _pcm16_layout(data: bytes) -> tuple[int, int, int, int] | None:
-    """(data offset, data bytes, channels, rate) of a plain 16-bit PCM WAV from its first bytes, else None.
-
-    ``data`` may stop anywhere after the header of the data chunk (the samples need not be present).
-    """
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+def _wav_layout(f) -> tuple[tuple[int, int, int, int] | None, int, int] | None:
+    """(fmt (tag, channels, rate, bits) or None, data offset, data bytes as the header says) of a RIFF/WAVE
+    file object, walking its chunks from the start; None if it is no RIFF/WAVE or has no readable data chunk."""
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
     pos, fmt = 12, None
-    while pos + 8 <= len(data):
-        chunk_id = data[pos : pos + 4]
-        size = int.from_bytes(data[pos + 4 : pos + 8], "little")
-        body = pos + 8
+    while True:
+        f.seek(pos)
+        header = f.read(8)
+        if len(header) < 8:
+            return None
+        chunk_id, size = header[:4], int.from_bytes(header[4:], "little")
         if chunk_id == b"fmt ":
-            if size < 16 or body + 16 > len(data):
+            body = f.read(16)
+            if size < 16 or len(body) < 16:
                 return None
-            tag, channels, rate = struct.unpack_from("<HHI", data, body)
-            bits = struct.unpack_from("<H", data, body + 14)[0]
+            tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body)
             fmt = (tag, channels, rate, bits)
         elif chunk_id == b"data":
-            if fmt is None or fmt[0] != 1 or fmt[3] != 16 or fmt[1] < 1 or fmt[2] < 1:
-                return None
-            return body, size, fmt[1], fmt[2]
-        pos = body + size + (size & 1)
-    return None
+            return fmt, pos + 8, size
+        pos += 8 + size + (size & 1)
+
+
+def _pcm16_layout(f) -> tuple[int, int, int, int] | None:
+    """(data offset, data bytes, channels, rate) of a plain 16-bit PCM WAV file object, else None.
+
+    The file may stop anywhere after the header of the data chunk (the samples need not be present).
+    """
+    layout = _wav_layout(f)
+    if layout is None:
+        return None
+    fmt, body, size = layout
+    if fmt is None or fmt[0] != 1 or fmt[3] != 16 or fmt[1] < 1 or fmt[2] < 1:
+        return None
+    return body, size, fmt[1], fmt[2]
 
 
 def _pcm16_wav(data: bytes) -> tuple[np.ndarray, int] | None:
@@ -66,7 +78,7 @@ def _pcm16_wav(data: bytes) -> tuple[np.ndarray, int] | None:
     Returns None for anything else (or anything inconsistent), which then goes to soundfile.
     Samples are int16 / 32768, exactly what soundfile returns.
     """
-    layout = _pcm16_layout(data)
+    layout = _pcm16_layout(io.BytesIO(data))
     if layout is None:
         return None
     body, size, channels, rate = layout
@@ -75,6 +87,40 @@ def _pcm16_wav(data: bytes) -> tuple[np.ndarray, int] | None:
     frames = size // (2 * channels)
     pcm = np.frombuffer(data, dtype="<i2", count=frames * channels, offset=body).reshape(frames, channels)
     return pcm[:, :1].astype(np.float32) * np.float32(1.0 / 32768.0), rate
+
+
+# Data chunk sizes that streaming writers put in a header they cannot seek back to (ffmpeg, sox): no length.
+_UNSPECIFIED_WAV_SIZES = (0, 0xFFFFFFFF, 0x7FFFF000)
+
+
+def check_wav_complete(path: str | os.PathLike) -> None:
+    """Error naming the file when a WAV holds fewer data bytes than its data chunk header says (a cut copy)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            layout = _wav_layout(f)
+    except OSError as exc:
+        raise VoxflowError(f"{p}: cannot read audio file: {exc}") from exc
+    if layout is None or layout[2] in _UNSPECIFIED_WAV_SIZES:
+        return
+    _, body, expected = layout
+    actual = p.stat().st_size - body
+    if actual < expected:
+        raise VoxflowError(f"{p}: truncated WAV file: its header announces {expected} bytes of audio data, the "
+                           f"file holds {actual} ({expected - actual} missing); copy or download it again")
+
+
+def _non_finite(name: str, block: np.ndarray, sr: int, first_frame: int = 0) -> None:
+    """Error naming the file and the first NaN/infinite sample of ``block`` (frames[, channels]), if any."""
+    finite = np.isfinite(block)
+    if finite.all():
+        return
+    frame, *channel = np.argwhere(~finite)[0]
+    value = block[(frame, *channel)]
+    frame += first_frame
+    where = f", channel {channel[0] + 1}" if channel and block.shape[1] > 1 else ""
+    raise VoxflowError(f"{name}: sample {frame} ({frame / sr:.3f} s{where}) is {value}; audio with NaN or "
+                       "infinite samples cannot be used (re-create the file or leave it out)")
 
 
 def _seconds(value) -> float | None:
@@ -110,8 +156,7 @@ def _read_region(p: Path, start_s, end_s) -> tuple[np.ndarray, int]:
     """(frames, channels) float32 of a region of a file, reading only that region."""
     try:
         with open(p, "rb") as f:
-            head = f.read(1 << 16)
-            layout = _pcm16_layout(head)
+            layout = _pcm16_layout(f)
             if layout is not None:
                 body, size, channels, rate = layout
                 size = min(size, p.stat().st_size - body)
@@ -150,6 +195,7 @@ def _finish(data: np.ndarray, sr: int, name: str, expected_sr: int | None, resam
     if data.ndim != 2 or data.shape[0] == 0:
         raise VoxflowError(f"{name}: audio contains no samples")
     wav = np.ascontiguousarray(data[:, 0], dtype=np.float32)
+    _non_finite(name, wav, sr)
     if expected_sr is not None and int(sr) != int(expected_sr):
         if not resample:
             raise VoxflowError(
@@ -200,8 +246,17 @@ def read_audio(
     return decode_audio(data, str(p), expected_sr, resample)
 
 
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the only stored sample types that can hold NaN or infinity
+_SCAN_FRAMES = 1 << 16
+
+
 def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
-    """Return (sample_rate, num_samples, channels) from the file header."""
+    """(sample_rate, num_samples, channels) of a usable audio file, from its header.
+
+    Checked too, as errors naming the file: a WAV cut short of its header's data size
+    (``check_wav_complete``), and NaN or infinite samples in float files (the only ones read in full:
+    integer PCM, FLAC included, cannot hold them).
+    """
     p = Path(path)
     if not p.is_file():
         raise VoxflowError(f"{p}: audio file not found")
@@ -213,6 +268,14 @@ def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
         raise VoxflowError(f"{p}: cannot read audio header: {exc}") from exc
     if info.frames <= 0:
         raise VoxflowError(f"{p}: audio contains no samples")
+    if p.suffix.lower() == ".wav":
+        check_wav_complete(p)
+    if info.subtype in FLOAT_SUBTYPES:
+        try:
+            for k, block in enumerate(sf.blocks(str(p), blocksize=_SCAN_FRAMES, dtype="float32", always_2d=True)):
+                _non_finite(str(p), block, info.samplerate, k * _SCAN_FRAMES)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            raise VoxflowError(f"{p}: cannot decode audio: {exc}") from exc
     return int(info.samplerate), int(info.frames), int(info.channels)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -11,11 +12,40 @@ from voxflow.audio.io import audio_info
 from voxflow.data.text_tables import read_keyed_table
 from voxflow.errors import VoxflowError
 
+log = logging.getLogger(__name__)
+
 AUDIO_SUFFIXES = (".wav", ".flac")
 
 
-def _audio_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+def _walk_error(exc: OSError) -> None:
+    raise VoxflowError(f"{exc.filename}: cannot list directory: {exc.strerror}")
+
+
+def find_files(root: Path, suffixes: tuple[str, ...] = AUDIO_SUFFIXES,
+               seen: dict[str, Path] | None = None) -> list[Path]:
+    """Files under ``root`` with one of ``suffixes`` (any case), sorted, following symbolic links to files and
+    directories. A directory reached twice (a link loop, or two links to one directory) is an error naming
+    both paths, and so is a broken link; ``seen`` (real path -> path) shares that check between calls."""
+    seen = {} if seen is None else seen
+    found = []
+    for top, dirs, names in os.walk(root, followlinks=True, onerror=_walk_error):
+        here = Path(top)
+        real = os.path.realpath(here)
+        if real in seen:
+            first = seen[real]
+            if first in here.parents:
+                raise VoxflowError(f"{here}: symbolic link loop: leads back to {first}")
+            raise VoxflowError(f"{here}: same directory as {first} (reached twice through symbolic links); "
+                               "keep one of them")
+        seen[real] = here
+        dirs.sort()  # a deterministic walk, so the same error for the same tree
+        for name in names:
+            path = here / name
+            if path.suffix.lower() in suffixes:
+                if not path.exists():
+                    raise VoxflowError(f"{path}: broken symbolic link (to {os.readlink(path)})")
+                found.append(path)
+    return sorted(found)
 
 
 def check_audio(where: str, sr: int, duration: float, sample_rate: int, on_other_rate: str,
@@ -29,34 +59,47 @@ def check_audio(where: str, sr: int, duration: float, sample_rate: int, on_other
 
 
 def session_of(utt_id: str, spk_id: str, default: str) -> str:
-    """Session of an utterance: ``spk/session`` for VoxCeleb-style ids ``spk/session/utt``, else ``default``."""
+    """Session of an utterance: ``spk/session`` for VoxCeleb-style ids ``spk/session/utt``; for two-level ids
+    ``spk/name``, ``spk/<name up to its last - or _>`` (``spk/1zcIwhmdeo4`` of ``spk/1zcIwhmdeo4_00001``), or
+    ``spk`` (one session per speaker) if the name has neither; else ``default``."""
     parts = utt_id.split("/")
     if len(parts) == 3 and parts[0] == spk_id:
         return f"{parts[0]}/{parts[1]}"
+    if len(parts) == 2 and parts[0] == spk_id:
+        cut = max(parts[1].rfind("-"), parts[1].rfind("_"))
+        return f"{spk_id}/{parts[1][:cut]}" if cut > 0 else spk_id
     return default
 
 
 def import_voxceleb_dir(root: str | os.PathLike, sample_rate: int = 16000, on_other_rate: str = "resample",
                         min_duration_s: float = 0.0, corpus: str = "") -> pd.DataFrame:
-    """Manifest of a directory in VoxCeleb layout ``speaker/session/utterance.{wav,flac}``.
+    """Manifest of a directory in VoxCeleb layout ``speaker/session/utterance.{wav,flac}``, or in the two-level
+    layout ``speaker/utterance.{wav,flac}`` (one layout per directory; a mix is an error naming a file of each).
 
-    utt_id is the relative path without extension (as in VoxCeleb trial lists). Each file's header is read:
-    unreadable, empty or too-short files, and other sample rates when ``on_other_rate == "error"``,
-    are errors naming the file.
+    utt_id is the relative path without extension (as in VoxCeleb trial lists). The session is
+    ``speaker/session``; two-level: ``speaker/<utterance name up to its last - or _>``, or the speaker
+    alone (one session per speaker) when the name has neither (see ``session_of``). Symbolic links are
+    followed. Each file's header is read (see ``audio_info``): unreadable, empty, truncated, non-finite or
+    too-short files, and other sample rates when ``on_other_rate == "error"``, are errors naming the file.
     """
     base = Path(root)
     if not base.is_dir():
         raise VoxflowError(f"{base}: corpus directory not found")
-    rows = []
-    for path in _audio_files(base):
+    rows, depth_of = [], {}
+    for path in find_files(base):
         rel = path.relative_to(base)
-        if len(rel.parts) != 3:
-            raise VoxflowError(f"{path}: not in VoxCeleb layout speaker/session/utterance (under {base})")
+        if len(rel.parts) not in (2, 3):
+            raise VoxflowError(f"{path}: not in VoxCeleb layout speaker/session/utterance or speaker/utterance "
+                               f"(under {base})")
+        depth_of.setdefault(len(rel.parts), path)
+        if len(depth_of) > 1:
+            raise VoxflowError(f"{base}: mixed layouts: {depth_of[2]} is speaker/utterance but {depth_of[3]} is "
+                               "speaker/session/utterance; keep one layout per corpus directory")
         sr, n, _ = audio_info(path)
         duration = n / sr
         check_audio(str(path), sr, duration, sample_rate, on_other_rate, min_duration_s)
-        spk, session = rel.parts[0], rel.parts[1]
-        rows.append({"utt_id": str(rel.with_suffix("")), "spk_id": spk, "session_id": f"{spk}/{session}",
+        spk, utt_id = rel.parts[0], rel.with_suffix("").as_posix()
+        rows.append({"utt_id": utt_id, "spk_id": spk, "session_id": session_of(utt_id, spk, spk),
                      "path": str(path.resolve()), "sample_rate": sr, "num_samples": n, "duration_s": duration,
                      "corpus": corpus})
     if not rows:
@@ -130,7 +173,7 @@ def import_cnceleb_dir(root: str | os.PathLike, sample_rate: int = 16000, on_oth
     eval_layout = any((base / d).is_dir() for d in CNCELEB_EVAL_DIRS)
     wanted = read_speaker_list(speaker_list) if speaker_list is not None and str(speaker_list) else None
     rows = []
-    for path in _audio_files(base):
+    for path in find_files(base):
         rel = path.relative_to(base)
         if len(rel.parts) != 2 or (eval_layout and rel.parts[0] not in CNCELEB_EVAL_DIRS):
             layout = ("enroll/<speaker>-enroll or test/<speaker>-<genre>-<session>-<utt>" if eval_layout
@@ -175,29 +218,41 @@ def merge_manifests(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return merged
 
 
+NOISE_DIRS = {"noise": "noise", "music": "music", "babble": "babble", "speech": "babble"}  # sub-directory -> kind
+
+
 def import_augmentation_dir(root: str | os.PathLike, kind: str) -> pd.DataFrame:
     """Noise (MUSAN layout: noise/, music/, babble/ sub-directories) or RIR files as a table with 'kind'.
 
-    MUSAN's own speech/ directory counts as babble/: its single-speaker clips are what babble is summed from.
+    MUSAN's own speech/ directory counts as babble/: its single-speaker clips are what babble is summed from
+    (a babble/ link to it is read once). Other entries of a noise directory (e.g. rir/, README) are left out
+    with a warning listing them. Symbolic links are followed.
     """
     if not str(root):
         return pd.DataFrame(columns=["path", "kind", "sample_rate", "num_samples"])
     base = Path(root)
     if not base.is_dir():
         raise VoxflowError(f"{base}: augmentation directory not found")
+    if kind == "noise":
+        sources, seen = {}, {}
+        for sub in sorted(base.iterdir()):
+            if sub.name in NOISE_DIRS and sub.is_dir():
+                sources.setdefault(os.path.realpath(sub), sub)  # babble/ -> speech/ link: read once
+        other = sorted(p.name for p in base.iterdir() if p not in sources.values() and p.name not in NOISE_DIRS)
+        if other:
+            log.warning("%s: left out (not one of %s/): %s", base, "/, ".join(NOISE_DIRS), ", ".join(other))
+        files = [(p, NOISE_DIRS[sub.name]) for sub in sources.values() for p in find_files(sub, seen=seen)]
+        if not files:
+            raise VoxflowError(f"{base}: no .wav or .flac files under noise/, music/, babble/ (or MUSAN's speech/)")
+    else:
+        files = [(p, "rir") for p in find_files(base)]
+        if not files:
+            raise VoxflowError(f"{base}: no .wav or .flac files found")
     rows = []
-    for path in _audio_files(base):
+    for path, label in files:
         sr, n, _ = audio_info(path)
-        label = path.relative_to(base).parts[0] if kind == "noise" else "rir"
-        if kind == "noise" and label == "speech":
-            label = "babble"
-        if kind == "noise" and label not in ("noise", "music", "babble"):
-            raise VoxflowError(f"{path}: noise files must lie under noise/, music/, babble/ (or MUSAN's speech/) "
-                               f"in {base}")
         rows.append({"path": str(path.resolve()), "kind": label, "sample_rate": sr, "num_samples": n})
-    if not rows:
-        raise VoxflowError(f"{base}: no .wav or .flac files found")
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values("path", ignore_index=True)  # the same table however it is linked
 
 
 IMPORT_FORMATS = ("voxceleb", "kaldi", "wespeaker", "cnceleb")
@@ -252,8 +307,8 @@ def import_diarization_dir(audio_dir: str | os.PathLike, rttm_dir: str | os.Path
     for d, what in ((audio_root, "audio"), (rttm_root, "RTTM")):
         if not d.is_dir():
             raise VoxflowError(f"{d}: {what} directory not found")
-    audio = _by_stem(_audio_files(audio_root), "audio file")
-    rttms = _by_stem(sorted(p for p in rttm_root.rglob("*.rttm") if p.is_file()), "RTTM file")
+    audio = _by_stem(find_files(audio_root), "audio file")
+    rttms = _by_stem(find_files(rttm_root, (".rttm",)), "RTTM file")
     if not audio:
         raise VoxflowError(f"{audio_root}: no .wav or .flac files found")
     no_rttm, no_audio = set(audio) - set(rttms), set(rttms) - set(audio)
@@ -274,7 +329,7 @@ def import_diarization_dir(audio_dir: str | os.PathLike, rttm_dir: str | os.Path
                                    f"{_name_sample(missing)}")
             uems = {rec: uem_root for rec in audio}
         elif uem_root.is_dir():
-            uems = _by_stem(sorted(p for p in uem_root.rglob("*.uem") if p.is_file()), "UEM file")
+            uems = _by_stem(find_files(uem_root, (".uem",)), "UEM file")
             missing = set(audio) - set(uems)
             if missing:
                 raise VoxflowError(f"{uem_root}: no UEM file for {len(missing)} recording(s): {_name_sample(missing)}")
