@@ -2,6 +2,7 @@
 (rules fit_backend and score)."""
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -21,7 +22,8 @@ def fit(args, cfg):
     if len(ids) > args.max_utts:
         keep = np.sort(np.random.default_rng(args.seed).choice(len(ids), args.max_utts, replace=False))
         matrix, spk = matrix[keep], spk[keep]
-    save_backend(fit_backend(cfg, matrix, spk), args.out)
+    where = f"corpus {Path(args.embeddings).stem!r} ({args.embeddings})"
+    save_backend(fit_backend(cfg, matrix, spk, where=where), args.out)
     print(f"{cfg['type']} back-end (norm {cfg.get('norm', 'none')}) fitted on {len(matrix)} embeddings")
 
 

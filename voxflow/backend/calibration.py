@@ -7,7 +7,9 @@
 
 solved by Newton's method (the objective is convex). Quality measures (e.g. log durations of
 enrollment and test, embedding norms: ``trial_quality``) enter as extra linear terms, as in the
-quality-measure functions (QMF) of Wespeaker's calibration stage.
+quality-measure functions (QMF) of Wespeaker's calibration stage. Scores that separate the targets from the
+non-targets perfectly would drive the slope to infinity: there each class is smoothed as in Platt scaling, a
+fraction ``1 / (N + 2)`` of its weight given to the other class's label, which bounds the LLRs.
 """
 
 from __future__ import annotations
@@ -54,29 +56,29 @@ class LogisticCalibration:
 
     def _objective(self, theta, phi, y, wt, offset):
         z = phi @ theta + offset
-        ll = np.where(y, log_expit(z), log_expit(-z))
+        ll = y * log_expit(z) + (1 - y) * log_expit(-z)
         return -(wt * ll).sum() + 0.5 * _RIDGE * theta[:-1] @ theta[:-1]
 
     def fit(self, scores, labels, quality=None) -> "LogisticCalibration":
         """Fit on training ``scores`` with 0/1 ``labels`` (and optional per-trial ``quality`` (N,) or (N, K))."""
-        s, y = validate_scores(scores, labels)
+        s, labels = validate_scores(scores, labels)
         phi = _features(s, quality, None)
+        y, wt = self._targets(s, labels)
         # standardise the non-constant columns for conditioning; undone at the end
         centre = np.r_[phi[:, :-1].mean(axis=0), 0.0]
         scale = np.r_[phi[:, :-1].std(axis=0), 1.0]
         # quality columns constant up to rounding (e.g. norms of L2-normalised embeddings) carry no information
         # but would let separable training data drive their weights to anything: their weight is fixed at 0
         flat = scale[:-1] <= _FLAT_RELATIVE * np.abs(centre[:-1])
-        flat[0] = False
-        self.constant_quality = [int(j) - 1 for j in np.flatnonzero(flat)]
+        self.constant_quality = [int(j) for j in np.flatnonzero(flat[1:])]
         if self.constant_quality:
             log.warning("quality measure column(s) %s are constant; left out of the calibration",
                         self.constant_quality)
+        flat[0] = s.min() == s.max()  # constant scores (warned in _targets): slope 0
         scale[scale == 0] = 1.0
         phi_std = (phi - centre) / scale
         phi_std[:, np.flatnonzero(flat)] = 0.0
         p = self.p_target
-        wt = np.where(y, p / y.sum(), (1 - p) / (~y).sum())
         offset = np.log(p / (1 - p))
         theta = np.zeros(phi.shape[1])
         ridge = np.r_[np.full(phi.shape[1] - 1, _RIDGE), 0.0]
@@ -100,8 +102,28 @@ class LogisticCalibration:
                 break
         w = theta / scale
         w[-1] = theta[-1] - (theta[:-1] * centre[:-1] / scale[:-1]).sum()
+        if not np.isfinite(w).all():
+            raise VoxflowError(f"calibration did not converge to finite weights on {len(s)} trials: {w.tolist()}")
         self.weights = w
         return self
+
+    def _targets(self, s: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-trial regression targets and prior weights: the 0/1 labels weighted ``p / N_tgt``, ``(1 - p) / N_non``;
+        Platt-smoothed (with a warning) when the scores separate the classes."""
+        p, n_tgt, n_non = self.p_target, int(labels.sum()), int((~labels).sum())
+        tgt, non = s[labels], s[~labels]
+        if tgt.min() == tgt.max() == non.min() == non.max():
+            log.warning("calibration scores are constant (%g on all %d trials): they carry no information, the "
+                        "calibrated LLR does not depend on them", tgt[0], len(s))
+        if not (tgt.min() > non.max() or tgt.max() < non.min()):
+            return labels.astype(np.float64), np.where(labels, p / n_tgt, (1 - p) / n_non)
+        a, b = 1 / (n_tgt + 2), 1 / (n_non + 2)
+        log.warning("calibration scores separate all %d target from all %d non-target trials perfectly: labels "
+                    "smoothed (Platt: %.3g of the targets' and %.3g of the non-targets' weight to the other label) "
+                    "to keep the LLRs finite; use more calibration trials", n_tgt, n_non, a, b)
+        w_tgt = np.where(labels, p * (1 - a) / n_tgt, p * b / n_non)
+        w_non = np.where(labels, (1 - p) * a / n_tgt, (1 - p) * (1 - b) / n_non)
+        return w_tgt / (w_tgt + w_non), w_tgt + w_non
 
     def transform(self, scores, quality=None) -> np.ndarray:
         """Calibrated LLRs of ``scores`` (with the same quality measures as in ``fit``)."""
@@ -203,7 +225,12 @@ def calibrate_scores(cal_scores: pd.DataFrame, scores: pd.DataFrame, p_target: f
     labels = cal_scores["label"].to_numpy()
     if not np.isin(labels, (0, 1)).all():
         raise VoxflowError(f"{where}: calibration trials need 0/1 labels, found {labels[~np.isin(labels, (0, 1))][0]}")
-    model = LogisticCalibration(p_target).fit(cal_scores["score"].to_numpy(), labels, q_cal if quality else None)
+    try:
+        model = LogisticCalibration(p_target).fit(cal_scores["score"].to_numpy(), labels, q_cal if quality else None)
+    except VoxflowError as exc:
+        raise VoxflowError(f"{where}: calibration trials ({len(cal_scores)}): {exc}; the calibration trial list needs "
+                           "both target and non-target trials (a calibration corpus with at least 2 speakers, and "
+                           "at least 2 utterances for some of them)") from exc
     raw = scores["score"].to_numpy(dtype=np.float64)
     out = scores.assign(score=model.transform(raw, q_eval if quality else None), raw_score=raw)
     return out, model

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
-from scipy.linalg import eigh
+from scipy.linalg import eigh, eigvalsh
 from scipy.sparse import csr_matrix
 
 from voxflow.errors import VoxflowError
+
+EIG_FLOOR = 1e-6  # relative eigenvalue floor (Kaldi's ivector-compute-lda --covariance-floor): below it is "null"
+log = logging.getLogger(__name__)
 
 
 def length_normalize(x: np.ndarray) -> np.ndarray:
@@ -42,6 +47,41 @@ def check_matrix(x, what: str = "embeddings") -> np.ndarray:
     return x
 
 
+def describe(x: np.ndarray, codes: np.ndarray, k: int) -> str:
+    """The counts a user needs to judge training data: utterances, speakers, singletons, dimension, rank."""
+    counts = np.bincount(codes, minlength=k)
+    sv = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)  # rank relative to the data's scale, not to sv[0]
+    rank = int((sv > max(x.shape) * np.finfo(np.float64).eps * np.linalg.norm(x)).sum())
+    return (f"{len(x)} utterances of {k} speakers ({int((counts == 1).sum())} with a single utterance), "
+            f"{x.shape[1]}-d embeddings of rank {rank} after centring")
+
+
+def _differ(x: np.ndarray, ref_rows: np.ndarray, chunk: int = 4096) -> bool:
+    """Whether any row of ``x`` differs from row ``ref_rows[i]`` (in chunks, stopping at the first difference)."""
+    return any((x[lo : lo + chunk] != x[ref_rows[lo : lo + chunk]]).any() for lo in range(0, len(x), chunk))
+
+
+def check_trainable(x: np.ndarray, codes: np.ndarray, k: int, what: str) -> None:
+    """Raise a VoxflowError (counts and remedy) when ``what`` (LDA, PLDA) cannot be fitted on ``x`` at all."""
+    counts = np.bincount(codes, minlength=k)
+    first = np.zeros(k, dtype=np.intp)
+    first[codes[::-1]] = np.arange(len(codes))[::-1]  # each speaker's first row
+    if k < 2:
+        problem, fix = "needs at least 2 speakers", "use type: cosine, or train on more speakers"
+    elif not _differ(x, np.zeros(len(x), dtype=np.intp)):
+        problem = "got identical embeddings for every utterance (the network's output ignores its input)"
+        fix = "check the model and its export; no back-end can score such embeddings"
+    elif counts.max() < 2:
+        problem = "needs within-speaker variation, but every speaker has a single utterance"
+        fix = "use type: cosine, or training data with at least 2 utterances per speaker"
+    elif not _differ(x, first[codes]):
+        problem = "needs within-speaker variation, but each speaker's embeddings are identical"
+        fix = "use type: cosine, or training data with different utterances per speaker"
+    else:
+        return
+    raise VoxflowError(f"{what} {problem}: {describe(x, codes, k)}; {fix}")
+
+
 class LDA:
     """Fisher LDA: the directions maximising between- over within-class variance, whitened within class."""
 
@@ -54,6 +94,7 @@ class LDA:
         """Fit on embeddings ``x`` (N, D) with class ``labels`` (N,)."""
         x = check_matrix(x)
         codes, k = class_codes(labels, len(x), "speaker labels")
+        check_trainable(x, codes, k, "LDA")
         dim = x.shape[1]
         if not 1 <= self.n_components <= min(dim, k - 1):
             raise VoxflowError(
@@ -65,10 +106,32 @@ class LDA:
         class_means = class_sums(xc, codes, k) / counts[:, None]
         between = (class_means * counts[:, None]).T @ class_means / len(x)
         within = xc.T @ xc / len(x) - between
+        w_vals = eigvalsh(within)
+        if w_vals[0] <= EIG_FLOOR * w_vals[-1]:
+            self.transform_matrix = self._fit_in_subspace(between, within, x, codes, k)
+            return self
         within += np.eye(dim) * (1e-10 * np.trace(within) / dim)  # keep positive definite when N is small
         _, vecs = eigh(between, within)  # ascending eigenvalues; vecs.T @ within @ vecs = I
         self.transform_matrix = vecs[:, ::-1][:, : self.n_components].copy()
         return self
+
+    def _fit_in_subspace(self, between, within, x, codes, k) -> np.ndarray:
+        """LDA where the within-class covariance is degenerate (rank N - K < D, constant dimensions): restricted
+        to its eigen-directions above ``EIG_FLOOR`` x the largest, where the Fisher ratio is finite (in the others
+        the training speakers collapse to points, and PLDA after such an LDA has a singular within covariance)."""
+        w_vals, w_vecs = eigh(within)
+        keep = w_vals > EIG_FLOOR * w_vals[-1]
+        rank = int(keep.sum())
+        log.warning("LDA: the within-speaker covariance has %d of %d eigenvalues below %g x the largest (%s); "
+                    "LDA restricted to the %d-d subspace above it", len(keep) - rank, len(keep), EIG_FLOOR,
+                    describe(x, codes, k), rank)
+        if self.n_components > rank:
+            log.warning("LDA dimension capped at %d (was %d): the within-speaker covariance supports %d",
+                        rank, self.n_components, rank)
+            self.n_components = rank
+        whiten = w_vecs[:, keep] / np.sqrt(w_vals[keep])  # whiten.T @ within @ whiten = I
+        _, vecs = eigh(whiten.T @ between @ whiten)
+        return whiten @ vecs[:, ::-1][:, : self.n_components]
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Project ``x`` (N, D) to (N, n_components)."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import logging
+
 import numpy as np
 import pandas as pd
 
@@ -22,6 +24,29 @@ from voxflow.errors import VoxflowError
 
 ROW_CHUNK = 512  # embeddings per cohort-score block: ROW_CHUNK x cohort float32 (12 MB at 6000)
 _STD_FLOOR = 1e-12
+log = logging.getLogger(__name__)
+
+
+def _top_k(n_cohort: int, top_n: int | None, what: str = "the cohort") -> int:
+    """How many of the highest cohort scores the statistics use (the whole cohort when it is smaller)."""
+    if n_cohort < 2:
+        raise VoxflowError(f"{what} needs at least 2 embeddings, got {n_cohort}: use norm: none, or more speakers")
+    k = n_cohort if top_n is None else int(top_n)
+    if k < 2:
+        raise VoxflowError(f"top_n must be at least 2, got {top_n}")
+    return min(k, n_cohort)
+
+
+def check_cohort(cohort: np.ndarray, top_n: int | None, what: str = "the cohort") -> None:
+    """Raise a VoxflowError (with the remedy) for a cohort AS-Norm / S-Norm cannot use; warn when it is
+    smaller than ``top_n`` (then AS-Norm is S-Norm over the whole cohort)."""
+    n = len(cohort)
+    _top_k(n, top_n, what)
+    if top_n is not None and top_n > n:
+        log.warning("%s has %d embeddings, fewer than top_n=%d: AS-Norm uses all %d (S-Norm)", what, n, top_n, n)
+    if not np.ptp(cohort, axis=0).any():
+        raise VoxflowError(f"{what}: all {n} embeddings are identical, so every cohort score is the same; "
+                           "use norm: none, and check the model that produced the embeddings")
 
 
 def cohort_stats(
@@ -32,12 +57,7 @@ def cohort_stats(
     ``top_n=None`` (or >= the cohort size) uses the whole cohort (S-Norm).
     """
     n_cohort = len(cohort.z)
-    if n_cohort < 2:
-        raise VoxflowError(f"the cohort needs at least 2 embeddings, got {n_cohort}")
-    k = n_cohort if top_n is None else int(top_n)
-    if k < 2:
-        raise VoxflowError(f"top_n must be at least 2, got {top_n}")
-    k = min(k, n_cohort)
+    k = _top_k(n_cohort, top_n)
     rows = np.arange(len(space.z)) if rows is None else np.asarray(rows)
     mean = np.empty(len(rows))
     std = np.empty(len(rows))

@@ -7,18 +7,21 @@ same-speaker log-likelihood ratio of a pair is ``const + q(x1) + q(x2) + z(x1) .
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 import pandas as pd
-from scipy.linalg import cho_factor, cho_solve, eigh
+from scipy.linalg import LinAlgError, cho_factor, cho_solve, eigh, eigvalsh
 
-from voxflow.backend.lda import LDA, check_matrix, class_codes, class_sums, length_normalize
+from voxflow.backend.lda import (EIG_FLOOR, LDA, check_matrix, check_trainable, class_codes, class_sums,
+                                 length_normalize)
 from voxflow.backend.npz import load_npz, save_npz
 from voxflow.backend.pairs import BilinearSpace, scores_frame, single_threaded_blas, trial_rows
 from voxflow.errors import VoxflowError
 
 _LOG_2PI = np.log(2.0 * np.pi)
+log = logging.getLogger(__name__)
 
 
 def _logdet(m: np.ndarray) -> float:
@@ -30,6 +33,20 @@ def _logdet(m: np.ndarray) -> float:
 
 def _inv(m: np.ndarray) -> np.ndarray:
     return cho_solve(cho_factor(m), np.eye(len(m)))
+
+
+def floor_eigenvalues(m: np.ndarray, floor: float = EIG_FLOOR) -> tuple[np.ndarray, int]:
+    """``(m, 0)`` when all eigenvalues of the symmetric ``m`` exceed ``floor`` x the largest; otherwise ``m`` with
+    the lower ones raised to that floor, and how many were raised."""
+    vals = eigvalsh(m)
+    if vals[0] > floor * vals[-1]:
+        return m, 0
+    if vals[-1] <= 0:
+        raise VoxflowError("PLDA covariance is zero")
+    vals, vecs = eigh(m)
+    low = vals <= floor * vals[-1]
+    floored = (vecs * np.maximum(vals, floor * vals[-1])) @ vecs.T
+    return (floored + floored.T) / 2, int(low.sum())
 
 
 class PLDA:
@@ -57,8 +74,7 @@ class PLDA:
         """Fit mu, B, W by EM on embeddings ``x`` (N, D) labelled by speaker."""
         x = check_matrix(x)
         codes, k = class_codes(spk_labels, len(x), "speaker labels")
-        if k < 2:
-            raise VoxflowError(f"PLDA needs at least 2 speakers, got {k}")
+        check_trainable(x, codes, k, "PLDA")
         n, dim = x.shape
         counts = np.bincount(codes, minlength=k)
         sums = class_sums(x, codes, k)
@@ -70,11 +86,26 @@ class PLDA:
         between = np.cov(means.T, bias=True)
         ridge = np.eye(dim) * 1e-6 * np.trace(within) / dim
         self.within, self.between = within + ridge, between + ridge
+        floored = [self._floor()]  # (within, between) eigenvalues raised, per update
         with single_threaded_blas():  # many small (D x D) products: threads only add overhead
             for _ in range(self.n_iter):
                 self._em_step(counts, sums, scatter, n)
+                floored.append(self._floor())
+        n_w, n_b = np.max(floored, axis=0)
+        if n_w or n_b:
+            log.warning("PLDA: raised up to %d of %d eigenvalues of the within- and %d of the between-speaker "
+                        "covariance to %g x the largest, in %d of %d EM updates (%d embeddings of %d speakers): "
+                        "rank-deficient training data (fewer utterances than dimensions, or constant dimensions); "
+                        "an LDA in front (lda_dim) avoids this", n_w, dim, n_b, EIG_FLOOR,
+                        sum(1 for f in floored if any(f)), len(floored), n, k)
         self._prepare()
         return self
+
+    def _floor(self) -> tuple[int, int]:
+        """Relative eigenvalue floors on W and B (untouched when not needed): EM stays finite on rank-deficient data."""
+        self.within, n_w = floor_eigenvalues(self.within)
+        self.between, n_b = floor_eigenvalues(self.between)
+        return n_w, n_b
 
     def _em_step(self, counts, sums, scatter, n) -> None:
         b_inv, w_inv = _inv(self.between), _inv(self.within)
@@ -120,7 +151,10 @@ class PLDA:
 
     def _prepare(self) -> None:
         """Joint diagonalisation and the per-dimension LLR coefficients."""
-        psi, vecs = eigh(self.between, self.within)
+        try:
+            psi, vecs = eigh(self.between, self.within)
+        except LinAlgError as exc:
+            raise VoxflowError(f"PLDA within-speaker covariance is not positive definite ({exc})") from exc
         psi = np.maximum(psi, 0.0)
         self._proj = vecs  # u = (x - mu) @ vecs has identity within- and diag(psi) between-covariance
         self._quad = -0.5 * psi**2 / ((2 * psi + 1) * (psi + 1))  # coefficient of u1^2 + u2^2

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from voxflow.backend.cosine import cosine_space
-from voxflow.backend.norm import score_trials_normalized, speaker_means
+from voxflow.backend.norm import check_cohort, score_trials_normalized, speaker_means
 from voxflow.backend.npz import load_npz, save_npz
 from voxflow.backend.pairs import scores_frame, trial_rows
 from voxflow.backend.plda import PLDABackend
@@ -28,13 +28,21 @@ def _check(cfg: dict) -> None:
         raise VoxflowError(f"back-end norm {cfg.get('norm')!r} unknown; choose one of {NORMS}")
 
 
-def fit_backend(cfg: dict, matrix: np.ndarray, spk_labels) -> dict:
+def fit_backend(cfg: dict, matrix: np.ndarray, spk_labels, where: str = "") -> dict:
     """Fit the back-end of ``cfg`` on training embeddings with speaker labels; returns its arrays.
 
     cosine: the training mean when ``mean_subtraction``; plda: centring, LDA to ``lda_dim`` (capped at
-    speakers - 1), length normalisation and two-covariance PLDA; with ``norm`` asnorm/snorm the cohort is
-    the training speakers' mean embeddings (as Wespeaker does).
+    speakers - 1 and at the rank of the within-speaker covariance), length normalisation and two-covariance
+    PLDA; with ``norm`` asnorm/snorm the cohort is the training speakers' mean embeddings (as Wespeaker does).
+    Errors (data no back-end of this type can be fitted on) are prefixed with ``where`` (the corpus / file).
     """
+    try:
+        return _fit(cfg, matrix, spk_labels)
+    except VoxflowError as exc:
+        raise VoxflowError(f"{where}: {exc}" if where else str(exc)) from exc
+
+
+def _fit(cfg: dict, matrix: np.ndarray, spk_labels) -> dict:
     _check(cfg)
     arrays: dict = {"type": np.array(cfg["type"]), "norm": np.array(cfg.get("norm", "none")),
                     "top_n": np.array(int(cfg.get("top_n", 300)))}
@@ -51,6 +59,8 @@ def fit_backend(cfg: dict, matrix: np.ndarray, spk_labels) -> dict:
         arrays.update({f"plda/{k}": v for k, v in backend.to_arrays().items()})
     if arrays["norm"] != "none":
         _, arrays["cohort"] = speaker_means(matrix, list(spk_labels))
+        check_cohort(arrays["cohort"], None if arrays["norm"] == "snorm" else int(arrays["top_n"]),
+                     f"{arrays['norm']} cohort (the training speakers' mean embeddings)")
     return arrays
 
 
