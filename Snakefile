@@ -37,3 +37,14 @@ rule all:
     input:
         final_outputs(),
     default_target: True
+
+
+# After a failed run (e.g. one back-end under --keep-going), the summary of what finished, the rest marked missing.
+onerror:
+    import sys
+
+    try:
+        print(f"voxflow: a job failed; {summary_lib.summarize(config)[1]}. Rerun Snakemake once it is fixed "
+              "(`voxflow summarize` rebuilds the summary from what exists).", file=sys.stderr)
+    except Exception as exc:  # never hide the failure being reported
+        print(f"voxflow: no summary after the failure: {exc}", file=sys.stderr)

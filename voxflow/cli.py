@@ -1,4 +1,5 @@
-"""`voxflow` command line for users with an exported model: embed, verify, diarize."""
+"""`voxflow` command line for users with an exported model: embed, verify, diarize; corpus tools; the summary
+of a (partial) workflow run."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from voxflow.audio.io import read_audio
 from voxflow.corpus_cli import add_corpus_parser, run_corpus_command
 from voxflow.errors import VoxflowError
 from voxflow.utils.scripting import run
@@ -48,6 +48,7 @@ def cmd_verify(args) -> None:
 
 
 def cmd_diarize(args) -> None:
+    from voxflow.audio.io import read_audio
     from voxflow.diarize.pipeline import diarize
     from voxflow.diarize.rttm import write_rttm
 
@@ -57,6 +58,21 @@ def cmd_diarize(args) -> None:
                     num_speakers=args.num_speakers, max_speakers=args.max_speakers)
     write_rttm(turns, args.rttm)
     print(f"{turns.speaker.nunique()} speakers, {len(turns)} turns -> {args.rttm}")
+
+
+def cmd_summarize(args) -> None:
+    from voxflow.report.summary import SCHEMA, load_workflow_config, summarize
+
+    config = load_workflow_config(args.configfile or _default_config(), args.schema or SCHEMA)
+    _, message = summarize(config)
+    print(Path(config["results_dir"], "summary.md").read_text())
+    print(message)
+
+
+def _default_config() -> Path:
+    """config/config.yaml here, else the repository's (the Snakefile's default)."""
+    here = Path("config/config.yaml")
+    return here if here.is_file() else Path(__file__).resolve().parents[1] / here
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,12 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (e, v):
         p.add_argument("--mode", choices=["sea", "full"], default="sea")
     add_corpus_parser(sub)
+    s = sub.add_parser("summarize", help="results/summary.csv and summary.md of what a workflow run made; "
+                       "the results it lacks are marked missing")
+    s.add_argument("--configfile", help="the run's config (default: config/config.yaml)")
+    s.add_argument("--schema", help="config schema (default: the repository's config/schema.yaml)")
     return ap
 
 
 def main() -> None:
     args = build_parser().parse_args()
-    commands = {"embed": cmd_embed, "verify": cmd_verify, "diarize": cmd_diarize, "corpus": run_corpus_command}
+    commands = {"embed": cmd_embed, "verify": cmd_verify, "diarize": cmd_diarize, "corpus": run_corpus_command,
+                "summarize": cmd_summarize}
 
     def go():
         if args.command not in commands:

@@ -2,6 +2,8 @@
 import json
 import os
 
+from voxflow.report import summary as summary_lib
+
 DATA = config["data_dir"]
 EXP = config["exp_dir"]
 RESULTS = config["results_dir"]
@@ -25,9 +27,7 @@ for _t, _spec in config["trial_sets"].items():
 
 def systems():
     """Experiments, plus their untrained baselines where asked for."""
-    out = list(EXPERIMENTS)
-    out += [f"{e}_untrained" for e in EXPERIMENTS if config["experiments"][e]["untrained_baseline"]]
-    return out
+    return summary_lib.systems(config)
 
 
 def as_json(obj):

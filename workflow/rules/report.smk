@@ -2,20 +2,9 @@
 # `snakemake --report results/report.html`.
 
 
-def summary_inputs(wildcards):
-    metrics = [f"{EXP}/{s}/scores/{t}/{b}.json" for s in systems() for t in config["trial_sets"]
-               for b in config["backends"]]
-    if config["calibration"]["enabled"]:
-        metrics += [f"{EXP}/{s}/calibrated/{t}/{b}.json" for s in systems() for t in config["trial_sets"]
-                    for b in config["backends"]]
-    der = [f"{EXP}/{e}/diarization/{d}/der.json" for e in EXPERIMENTS for d in config["diarization_sets"]
-           if config["diarization_sets"][d]["rttm_dir"]]
-    return {"metrics": metrics, "der": der}
-
-
 rule summary:
     input:
-        unpack(summary_inputs),
+        unpack(lambda w: summary_lib.summary_inputs(config)),
     output:
         csv=report(f"{RESULTS}/summary.csv", caption="../report/summary.rst", category="Summary"),
         md=f"{RESULTS}/summary.md",
@@ -24,7 +13,7 @@ rule summary:
     benchmark:
         "logs/bench/summary.tsv"
     shell:
-        "python {SCRIPTS}/summary.py --metrics {input.metrics} --der {input.der} --exp-dir {EXP}"
+        "python {SCRIPTS}/summary.py --metrics {input.metrics} --der {input.der}"
         " --csv {output.csv} --md {output.md} > {log} 2>&1 && cat {output.md}"
 
 
