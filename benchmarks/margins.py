@@ -67,7 +67,7 @@ def validation_eers(root: Path, seeds: list[int], epochs: int) -> pd.DataFrame:
             out = root / f"{name}_{seed}"
             run_stage(resolve_stage(experiment(head, seed, epochs), "warmup"), train, train, spk2id, out,
                       validation=valset)
-            rows.append({"seed": seed, "head": name,
+            rows.append({"seed": seed, "loss": name,
                          "val_eer": pd.read_parquet(out / "train_log.parquet").val_eer.to_numpy()})
     return pd.DataFrame(rows)
 
@@ -88,8 +88,8 @@ def main() -> None:
           f"{'AAM last':>9} {'gap last':>9}")
     gaps3, gaps1 = [], []
     for seed in seeds:
-        soft = table[(table.seed == seed) & (table.head == "softmax")].val_eer.iloc[0] * 100
-        aam = table[(table.seed == seed) & (table.head == "aamsoftmax")].val_eer.iloc[0] * 100
+        soft = table[(table.seed == seed) & (table["loss"] == "softmax")].val_eer.iloc[0] * 100
+        aam = table[(table.seed == seed) & (table["loss"] == "aamsoftmax")].val_eer.iloc[0] * 100
         gaps3.append(soft[-3:].mean() - aam[-3:].mean())
         gaps1.append(soft[-1] - aam[-1])
         print(f"{seed:>4} {soft[-3:].mean():>14.2f} {aam[-3:].mean():>10.2f} {gaps3[-1]:>10.2f} {soft[-1]:>13.2f} "

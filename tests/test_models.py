@@ -15,12 +15,13 @@ from voxflow.models.pooling import ASTP, TAP, TSTP, GhostVLAD, NetVLAD
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ALL_MODELS = ["ecapa_tdnn", "lstm_avg", "lstm_netvlad", "resnet221", "resnet293", "resnet34", "xvector"]
+ALL_MODELS = ["ecapa_tdnn", "ge2e_lstm", "lstm_avg", "lstm_netvlad", "resnet221", "resnet293", "resnet34", "xvector"]
 
 # Real architectures at reduced widths: fast enough for shape, gradient and export checks.
 TINY = {
     "xvector": dict(channels=32, stats_channels=48, embed_dim=24),
     "lstm_netvlad": dict(hidden=16, frame_dim=16, clusters=4, embed_dim=24),
+    "ge2e_lstm": dict(hidden=16, embed_dim=16),
     "lstm_avg": dict(hidden=16, frame_dim=16, embed_dim=24),
     "resnet34": dict(base_channels=4, embed_dim=16),
     "resnet221": dict(base_channels=2, embed_dim=16),

@@ -1,5 +1,5 @@
-"""`voxflow` command line for users with an exported model: embed, verify, diarize; corpus tools; the summary
-of a (partial) workflow run."""
+"""`voxflow` command line for users with an exported model: embed, verify, diarize; importing pretrained models
+from other toolkits; corpus tools; the summary of a (partial) workflow run."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pandas as pd
 
 from voxflow.corpus_cli import add_corpus_parser, run_corpus_command
 from voxflow.errors import VoxflowError
+from voxflow.pretrained import SOURCES
 from voxflow.utils.scripting import run
 
 
@@ -69,6 +70,14 @@ def cmd_summarize(args) -> None:
     print(message)
 
 
+def cmd_model(args) -> None:
+    from voxflow.pretrained import import_model
+
+    meta = import_model(args.kind, args.source, args.out)
+    print(f"{args.kind} model -> {args.out}: model.ts, model.onnx, model.pt, meta.json "
+          f"({meta['model_cfg']['name']}, {meta['feat_dim']} features in, {meta['embed_dim']}-d embeddings)")
+
+
 def _default_config() -> Path:
     """config/config.yaml here, else the repository's (the Snakefile's default)."""
     here = Path("config/config.yaml")
@@ -97,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="cpu")
     for p in (e, v):
         p.add_argument("--mode", choices=["sea", "full"], default="sea")
+    m = sub.add_parser("model", help="pretrained models of other toolkits")
+    msub = m.add_subparsers(dest="action", required=True)
+    mi = msub.add_parser("import", help="write a Wespeaker, SpeechBrain or Resemblyzer model as a voxflow model "
+                         "(model.ts, model.onnx, model.pt, meta.json)")
+    mi.add_argument("--from", dest="kind", required=True, choices=SOURCES, help="the toolkit the model comes from")
+    mi.add_argument("source", nargs="?", help="the model's directory or file (resemblyzer: default the installed "
+                    "package's weights)")
+    mi.add_argument("--out", required=True, help="output directory")
     add_corpus_parser(sub)
     s = sub.add_parser("summarize", help="results/summary.csv and summary.md of what a workflow run made; "
                        "the results it lacks are marked missing")
@@ -108,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
     commands = {"embed": cmd_embed, "verify": cmd_verify, "diarize": cmd_diarize, "corpus": run_corpus_command,
-                "summarize": cmd_summarize}
+                "summarize": cmd_summarize, "model": cmd_model}
 
     def go():
         if args.command not in commands:
@@ -116,3 +133,7 @@ def main() -> None:
         commands[args.command](args)
 
     run(go)
+
+
+if __name__ == "__main__":
+    main()

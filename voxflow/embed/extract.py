@@ -13,6 +13,9 @@ from voxflow.audio.features import extract_features
 from voxflow.audio.io import read_audio
 from voxflow.cluster.kmeans import spherical_mean
 
+# SEA settings; a model's meta may override them under "sea" (an imported Resemblyzer model does).
+SEA_DEFAULTS = {"window_s": 2.0, "hop_s": 0.5, "min_coverage": None}
+
 
 class Embedder:
     """Wraps an exported network and its feature config; turns waveforms into embeddings."""
@@ -25,6 +28,7 @@ class Embedder:
         self.feat_cfg = {**self.data_cfg.get("features", {}), "dither": 0.0}  # extraction is deterministic
         self.sample_rate = int(self.data_cfg.get("sample_rate", 16000))
         self.frame_shift_s = float(self.feat_cfg.get("frame_shift_ms", 10.0)) / 1000.0
+        self.sea = {**SEA_DEFAULTS, **meta.get("sea", {})}
 
     def features(self, wav: np.ndarray, sr: int) -> torch.Tensor:
         return extract_features(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), sr, self.feat_cfg)
@@ -65,8 +69,23 @@ def window_frames(num_frames: int, win: int, hop: int) -> list[tuple[int, int]]:
     return [(s, s + win) for s in starts]
 
 
-def _iter_utterance_windows(embedder: Embedder, utterances: pd.DataFrame, window_s: float,
-                            hop_s: float) -> Iterator[tuple[pd.Series, list[tuple[int, int]], torch.Tensor]]:
+def partial_windows(num_samples: int, hop_samples: int, win: int, hop: int,
+                    min_coverage: float) -> list[tuple[int, int]]:
+    """Resemblyzer's partials (``compute_partial_slices``) in frames: ``win`` frames every ``hop`` from frame 0
+    over the ``1 + num_samples // hop_samples`` centred frames; the last may run past the end (zero-padded) and
+    is dropped if it covers less than ``min_coverage`` of a window, unless it is the only one."""
+    n = num_samples // hop_samples + 1
+    windows = [(s, s + win) for s in range(0, max(1, n - win + hop + 1), hop)]
+    if len(windows) > 1 and num_samples - windows[-1][0] * hop_samples < min_coverage * win * hop_samples:
+        windows.pop()
+    return windows
+
+
+def _iter_utterance_windows(embedder: Embedder, utterances: pd.DataFrame, window_s: float, hop_s: float,
+                            min_coverage: float | None = None,
+                            ) -> Iterator[tuple[pd.Series, list[tuple[int, int]], torch.Tensor]]:
+    """Per utterance: its row, windows and features. ``min_coverage`` set: Resemblyzer's partials, the features
+    zero-padded to the last one; else ``window_frames`` (the last window aligned to the end)."""
     win = max(1, round(window_s / embedder.frame_shift_s))
     hop = max(1, round(hop_s / embedder.frame_shift_s))
     resample = bool(embedder.data_cfg.get("resample", True))
@@ -74,17 +93,26 @@ def _iter_utterance_windows(embedder: Embedder, utterances: pd.DataFrame, window
         wav, sr = read_audio(row.path, expected_sr=embedder.sample_rate, resample=resample,
                              start_s=getattr(row, "start_s", None), end_s=getattr(row, "end_s", None))
         feats = embedder.features(wav, sr)
-        yield row, window_frames(feats.shape[0], win, hop), feats
+        if min_coverage is None:
+            yield row, window_frames(feats.shape[0], win, hop), feats
+            continue
+        windows = partial_windows(len(wav), max(1, round(embedder.frame_shift_s * sr)), win, hop, min_coverage)
+        pad = windows[-1][1] - feats.shape[0]
+        yield row, windows, torch.nn.functional.pad(feats, (0, 0, 0, pad)) if pad > 0 else feats
 
 
-def embed_utterances(embedder: Embedder, utterances: pd.DataFrame, window_s: float = 2.0, hop_s: float = 0.5,
-                     mode: str = "sea", flush_every: int = 256) -> tuple[list[str], np.ndarray]:
+def embed_utterances(embedder: Embedder, utterances: pd.DataFrame, window_s: float | None = None,
+                     hop_s: float | None = None, mode: str = "sea", flush_every: int = 256,
+                     ) -> tuple[list[str], np.ndarray]:
     """One embedding per utterance (only its ``start_s``..``end_s`` region for a segments manifest).
 
     Windows of up to ``flush_every`` pending windows (several utterances) are embedded together in length
     buckets. ``sea`` (Kaseva & Kurimo): embed ``window_s`` windows every ``hop_s`` (2 s, 1.5 s overlap) and take the
     spherical mean (K=1 spherical K-means centre); ``full``: embed the whole utterance at once (Wespeaker).
+    ``window_s``/``hop_s`` left None, and ``min_coverage`` (see ``partial_windows``), come from ``embedder.sea``.
     """
+    window_s = embedder.sea["window_s"] if window_s is None else window_s
+    hop_s = embedder.sea["hop_s"] if hop_s is None else hop_s
     ids, vectors = [], []
     pending: list[tuple[str, list[torch.Tensor]]] = []
 
@@ -99,7 +127,8 @@ def embed_utterances(embedder: Embedder, utterances: pd.DataFrame, window_s: flo
             vectors.append(spherical_mean(part) if mode == "sea" else part[0] / max(np.linalg.norm(part[0]), 1e-12))
         pending.clear()
 
-    for row, windows, feats in _iter_utterance_windows(embedder, utterances, window_s, hop_s):
+    min_coverage = embedder.sea["min_coverage"] if mode == "sea" else None
+    for row, windows, feats in _iter_utterance_windows(embedder, utterances, window_s, hop_s, min_coverage):
         if mode == "full":
             windows = [(0, feats.shape[0])]
         pending.append((row.utt_id, [feats[s:e] for s, e in windows]))

@@ -2,7 +2,7 @@
 
 from typing import Optional
 
-from voxflow.models import lstm
+from voxflow.models import ge2e, lstm
 from voxflow.models.ecapa import ECAPATDNN
 from voxflow.models.registry import register
 from voxflow.models.resnet import ResNet
@@ -17,13 +17,15 @@ def xvector(
     stats_channels: int = 1500,
     pooling: str = "TSTP",
     pooling_kwargs: Optional[dict] = None,
+    two_embedding_layers: bool = False,
 ) -> XVector:
     """Margin Matters Table 1 x-vector (30 MFCC in, 512-d segment6 embedding; 4.49 M parameters)."""
-    return XVector(feat_dim, embed_dim, channels, stats_channels, pooling, pooling_kwargs)
+    return XVector(feat_dim, embed_dim, channels, stats_channels, pooling, pooling_kwargs, two_embedding_layers)
 
 
 register("lstm_netvlad")(lstm.lstm_netvlad)
 register("lstm_avg")(lstm.lstm_avg)
+register("ge2e_lstm")(ge2e.ge2e_lstm)
 
 
 def _resnet(blocks, bottleneck):
@@ -33,8 +35,10 @@ def _resnet(blocks, bottleneck):
         base_channels: int = 32,
         pooling: str = "TSTP",
         pooling_kwargs: Optional[dict] = None,
+        two_embedding_layers: bool = False,
     ) -> ResNet:
-        return ResNet(feat_dim, embed_dim, blocks, bottleneck, base_channels, pooling, pooling_kwargs)
+        return ResNet(feat_dim, embed_dim, blocks, bottleneck, base_channels, pooling, pooling_kwargs,
+                      two_embedding_layers)
 
     return factory
 
@@ -52,6 +56,7 @@ def ecapa_tdnn(
     mfa_channels: int = 1536,
     pooling: str = "ASTP",
     pooling_kwargs: Optional[dict] = None,
+    embedding_norm: bool = True,
 ) -> ECAPATDNN:
     """ECAPA-TDNN; channels=512 (6.19 M parameters) or 1024 (14.66 M)."""
-    return ECAPATDNN(feat_dim, embed_dim, channels, 8, mfa_channels, pooling, pooling_kwargs)
+    return ECAPATDNN(feat_dim, embed_dim, channels, 8, mfa_channels, pooling, pooling_kwargs, embedding_norm)

@@ -3,7 +3,8 @@
 Conv1d k5 (C channels) -> three SE-Res2Blocks (kernel 3, dilations 2, 3, 4, scale 8, SE
 bottleneck 128) -> multi-layer feature aggregation: the three block outputs (3C channels) concatenated and
 mixed by a 1x1 convolution to 1536 channels (for both C = 512 and C = 1024) -> attentive statistics pooling with
-global context (attention bottleneck 128) -> batch norm -> FC 192 -> batch norm = the embedding.
+global context (attention bottleneck 128) -> batch norm -> FC 192 -> batch norm = the embedding
+(``embedding_norm=False``: the FC output is the embedding, as in Wespeaker without ``emb_bn``).
 Every convolution is followed by ReLU then batch norm. C = 512 has 6.19 M parameters,
 C = 1024 14.65 M (Wespeaker's model cards; the ECAPA-TDNN paper rounds to 6.2 M / 14.7 M).
 """
@@ -93,6 +94,7 @@ class ECAPATDNN(EmbeddingModel):
         mfa_channels: int = 1536,
         pooling: str = "ASTP",
         pooling_kwargs: Optional[dict] = None,
+        embedding_norm: bool = True,
     ):
         super().__init__(feat_dim, embed_dim)
         self.stem = ConvReluBN(feat_dim, channels, kernel_size=5)
@@ -103,7 +105,7 @@ class ECAPATDNN(EmbeddingModel):
         self.pool = build_pooling(pooling, mfa_channels, **(pooling_kwargs or {}))
         self.pool_norm = nn.BatchNorm1d(self.pool.output_dim)
         self.embedding = nn.Linear(self.pool.output_dim, embed_dim)
-        self.embedding_norm = nn.BatchNorm1d(embed_dim)
+        self.embedding_norm = nn.BatchNorm1d(embed_dim) if embedding_norm else nn.Identity()
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         x = self.stem(feats.transpose(1, 2))

@@ -2,8 +2,9 @@
 
 TAP (mean), TSTP (mean + standard deviation, the x-vector statistics pooling), ASTP (attentive
 statistics, Okabe et al.; with ``global_context`` the ECAPA-TDNN variant whose attention also sees
-the utterance mean and std), NetVLAD (Arandjelovic et al., as used by Kaseva & Kurimo eq. 1) and
-GhostVLAD (NetVLAD with extra "ghost" clusters whose residuals are dropped).
+the utterance mean and std; TSTP and ASTP take ``unbiased=True`` for Wespeaker's formulas), NetVLAD
+(Arandjelovic et al., as used by Kaseva & Kurimo eq. 1) and GhostVLAD (NetVLAD with extra "ghost"
+clusters whose residuals are dropped).
 
 Every layer is built with its input width and exposes ``out_dim(in_dim)`` and ``output_dim``.
 """
@@ -24,6 +25,11 @@ def _mean_std(x: torch.Tensor, floor: float = 1e-7) -> Tuple[torch.Tensor, torch
     mean = x.mean(dim=-1)
     var = ((x - mean.unsqueeze(-1)) ** 2).mean(dim=-1)
     return mean, torch.sqrt(var.clamp(min=floor))
+
+
+def _unbiased_mean_std(x: torch.Tensor, eps: float = 1e-7) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Mean and ``sqrt(unbiased variance + eps)`` over the last axis (Wespeaker's statistics)."""
+    return x.mean(dim=-1), torch.sqrt(torch.var(x, dim=-1) + eps)
 
 
 def _weighted_mean_std(
@@ -51,18 +57,22 @@ class TAP(nn.Module):
 
 
 class TSTP(nn.Module):
-    """Temporal statistics pooling: mean and standard deviation over frames, concatenated."""
+    """Temporal statistics pooling: mean and standard deviation over frames, concatenated.
 
-    def __init__(self, in_dim: int):
+    The std is ``sqrt(max(biased variance, 1e-7))``; ``unbiased=True``: ``sqrt(unbiased variance + 1e-7)``.
+    """
+
+    def __init__(self, in_dim: int, unbiased: bool = False):
         super().__init__()
         self.in_dim = in_dim
+        self.unbiased = unbiased
         self.output_dim = self.out_dim(in_dim)
 
     def out_dim(self, in_dim: int) -> int:
         return 2 * in_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean, std = _mean_std(x)
+        mean, std = _unbiased_mean_std(x) if self.unbiased else _mean_std(x)
         return torch.cat([mean, std], dim=-1)
 
 
@@ -71,12 +81,15 @@ class ASTP(nn.Module):
 
     Attention: softmax over frames of ``W2 tanh(W1 h + b1) + b2`` (1x1 convolutions, ``bottleneck``
     hidden units); with ``global_context`` the input of ``W1`` is [h; mean; std] (ECAPA-TDNN).
+    ``unbiased=True``: that context std is ``sqrt(unbiased variance + 1e-7)`` and the weighted variance
+    ``max(E[h^2] - mean^2, 1e-7)``, Wespeaker's formulas.
     """
 
-    def __init__(self, in_dim: int, bottleneck: int = 128, global_context: bool = True):
+    def __init__(self, in_dim: int, bottleneck: int = 128, global_context: bool = True, unbiased: bool = False):
         super().__init__()
         self.in_dim = in_dim
         self.global_context = global_context
+        self.unbiased = unbiased
         att_in = 3 * in_dim if global_context else in_dim
         self.attention_hidden = nn.Conv1d(att_in, bottleneck, kernel_size=1)
         self.attention_out = nn.Conv1d(bottleneck, in_dim, kernel_size=1)
@@ -87,7 +100,7 @@ class ASTP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.global_context:
-            mean, std = _mean_std(x)
+            mean, std = _unbiased_mean_std(x) if self.unbiased else _mean_std(x)
             context = torch.cat(
                 [x, mean.unsqueeze(-1).expand_as(x), std.unsqueeze(-1).expand_as(x)], dim=1
             )
@@ -95,7 +108,11 @@ class ASTP(nn.Module):
             context = x
         scores = self.attention_out(torch.tanh(self.attention_hidden(context)))
         weights = torch.softmax(scores, dim=-1)
-        mean, std = _weighted_mean_std(x, weights)
+        if self.unbiased:
+            mean = torch.sum(weights * x, dim=-1)
+            std = torch.sqrt((torch.sum(weights * (x * x), dim=-1) - mean * mean).clamp(min=1e-7))
+        else:
+            mean, std = _weighted_mean_std(x, weights)
         return torch.cat([mean, std], dim=-1)
 
 

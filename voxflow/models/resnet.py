@@ -4,7 +4,8 @@ Features (batch, frames, 80) are treated as a one-channel image (frequency x tim
 with ``base_channels`` (32) channels, four residual stages of widths 32, 64, 128, 256 (times 4 for
 bottleneck blocks) with strides 1, 2, 2, 2 on both axes, then the channel x frequency map is
 flattened per frame, pooled over time (statistics pooling by default) and projected to the
-256-d embedding by one affine layer.
+256-d embedding by one affine layer (``two_embedding_layers``: then ReLU, batch norm without affine
+parameters and a second affine layer, whose output is the embedding: Wespeaker's ``two_emb_layer``).
 
 ResNet34: basic blocks [3, 4, 6, 3]; ResNet221: bottleneck blocks [6, 16, 48, 3];
 ResNet293: bottleneck blocks [10, 20, 64, 3] (depth = 2 + 2 or 3 convs per block).
@@ -81,6 +82,7 @@ class ResNet(EmbeddingModel):
         base_channels: int = 32,
         pooling: str = "TSTP",
         pooling_kwargs: Optional[dict] = None,
+        two_embedding_layers: bool = False,
     ):
         super().__init__(feat_dim, embed_dim)
         block = Bottleneck if bottleneck else BasicBlock
@@ -104,8 +106,14 @@ class ResNet(EmbeddingModel):
         self.stages = nn.Sequential(*stages)
         self.pool = build_pooling(pooling, in_planes * freq, **(pooling_kwargs or {}))
         self.embedding = nn.Linear(self.pool.output_dim, embed_dim)
+        self.two_embedding_layers = two_embedding_layers
+        self.embedding_norm = nn.BatchNorm1d(embed_dim, affine=False) if two_embedding_layers else nn.Identity()
+        self.embedding2 = nn.Linear(embed_dim, embed_dim) if two_embedding_layers else nn.Identity()
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(feats.transpose(1, 2).unsqueeze(1)))  # (B, C, F', T')
         x = x.reshape(x.shape[0], x.shape[1] * x.shape[2], x.shape[3])
-        return self.embedding(self.pool(x))
+        emb = self.embedding(self.pool(x))
+        if self.two_embedding_layers:
+            emb = self.embedding2(self.embedding_norm(torch.relu(emb)))
+        return emb

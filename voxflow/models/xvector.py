@@ -5,6 +5,8 @@ frame5 {t} 1500, statistics pooling (mean+std) 3000, segment6 512, segment7 512;
 affine -> ReLU -> batch norm (Kaldi order). The embedding is segment6's affine output; ``neck``
 applies segment6's ReLU+BN and segment7, i.e. what the projection (classification) layer sees.
 The frame layers are unpadded dilated convolutions (total context 15), so inputs need >= 15 frames.
+``two_embedding_layers``: the embedding is segment7's affine output (embed_dim wide, after segment6's
+ReLU + BN) and ``neck`` is the identity: Wespeaker's ``XVEC``.
 """
 
 from typing import Optional
@@ -39,6 +41,7 @@ class XVector(EmbeddingModel):
         stats_channels: int = 1500,
         pooling: str = "TSTP",
         pooling_kwargs: Optional[dict] = None,
+        two_embedding_layers: bool = False,
     ):
         super().__init__(feat_dim, embed_dim)
         self.frames = nn.Sequential(
@@ -51,16 +54,22 @@ class XVector(EmbeddingModel):
         self.pool = build_pooling(pooling, stats_channels, **(pooling_kwargs or {}))
         self.segment6 = nn.Linear(self.pool.output_dim, embed_dim)
         self.segment6_norm = nn.BatchNorm1d(embed_dim)
-        self.segment7 = nn.Linear(embed_dim, channels)
-        self.segment7_norm = nn.BatchNorm1d(channels)
-        self.neck_dim = channels
+        self.two_embedding_layers = two_embedding_layers
+        self.neck_dim = embed_dim if two_embedding_layers else channels
+        self.segment7 = nn.Linear(embed_dim, self.neck_dim)
+        self.segment7_norm = nn.Identity() if two_embedding_layers else nn.BatchNorm1d(channels)
         self.min_frames = 15  # total context of frame1-frame3
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         x = self.frames(feats.transpose(1, 2))
-        return self.segment6(self.pool(x))
+        emb = self.segment6(self.pool(x))
+        if self.two_embedding_layers:
+            emb = self.segment7(self.segment6_norm(torch.relu(emb)))
+        return emb
 
     @torch.jit.export
     def neck(self, emb: torch.Tensor) -> torch.Tensor:
+        if self.two_embedding_layers:
+            return emb
         hidden = self.segment6_norm(torch.relu(emb))
         return self.segment7_norm(torch.relu(self.segment7(hidden)))
