@@ -1,6 +1,7 @@
 """Export a checkpoint (or an untrained network) to TorchScript and ONNX (rules export, export_untrained)."""
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -17,6 +18,8 @@ def main():
     src.add_argument("--untrained-config", help="experiment config (JSON): export a randomly initialised network")
     ap.add_argument("--torchscript", required=True)
     ap.add_argument("--onnx")
+    ap.add_argument("--meta", help="meta.json of the imported model the checkpoint comes from: its extra keys "
+                                   "(SEA settings, front-end notes) are kept, its source recorded as init")
     args = ap.parse_args()
     if args.checkpoint:
         model, model_cfg, data_cfg = load_network(args.checkpoint)
@@ -28,6 +31,9 @@ def main():
     fdim = feature_dim(data_cfg.get("features", {}))
     meta = {"model_cfg": model_cfg, "data_cfg": data_cfg, "feat_dim": fdim, "embed_dim": int(model.embed_dim),
             "source": args.checkpoint or "untrained"}
+    if args.meta:
+        imported = json.loads(Path(args.meta).read_text())
+        meta = {**{k: v for k, v in imported.items() if k not in meta}, **meta, "init": imported.get("source")}
     export_torchscript(model, meta, args.torchscript)
     if args.onnx:
         export_onnx(model, args.onnx)

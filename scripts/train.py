@@ -59,7 +59,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--config", required=True, help="the experiment's config as JSON")
     ap.add_argument("--stages", nargs="+", required=True, choices=["warmup", "margin", "finetune"])
-    ap.add_argument("--init", help="checkpoint of the previous stage")
+    ap.add_argument("--init", help="checkpoint of the previous stage, or the imported model (config init)")
     ap.add_argument("--utterances", required=True)
     ap.add_argument("--shards", help="shard directory (with shards.parquet); without it the audio files named "
                                      "in --utterances are read directly")

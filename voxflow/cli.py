@@ -6,9 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from voxflow.corpus_cli import add_corpus_parser, run_corpus_command
 from voxflow.errors import VoxflowError
 from voxflow.pretrained import SOURCES
@@ -16,47 +13,38 @@ from voxflow.utils.scripting import run
 
 
 def _embedder(model_path: str, device: str):
-    from voxflow.embed.extract import Embedder
-    from voxflow.train.export import load_torchscript
+    from voxflow.api import load_model
 
-    model, meta = load_torchscript(model_path)
-    return Embedder(model, meta, device=device)
-
-
-def _utterances(paths: list[str], sample_rate: int) -> pd.DataFrame:
-    return pd.DataFrame({"utt_id": [str(Path(p).with_suffix("")) for p in paths], "path": paths,
-                         "spk_id": "", "sample_rate": sample_rate})
+    return load_model(model_path, device=device).embedder
 
 
 def cmd_embed(args) -> None:
+    from voxflow.api import load_model
     from voxflow.data.manifests import write_embeddings
-    from voxflow.embed.extract import embed_utterances
 
-    embedder = _embedder(args.model, args.device)
-    ids, matrix = embed_utterances(embedder, _utterances(args.audio, embedder.sample_rate), mode=args.mode)
+    ids, matrix = load_model(args.model, device=args.device).embed_files(args.audio, mode=args.mode)
     write_embeddings(ids, matrix, args.model, args.out)
     print(f"{len(ids)} embeddings of dimension {matrix.shape[1]} -> {args.out}")
 
 
 def cmd_verify(args) -> None:
-    from voxflow.embed.extract import embed_utterances
+    from voxflow.api import load_model
 
-    embedder = _embedder(args.model, args.device)
-    _, matrix = embed_utterances(embedder, _utterances([args.enroll, args.test], embedder.sample_rate), mode=args.mode)
-    score = float(np.dot(matrix[0], matrix[1]) / (np.linalg.norm(matrix[0]) * np.linalg.norm(matrix[1])))
-    print(f"cosine {score:.4f}" + ("" if args.threshold is None else
-                                   f" -> {'same' if score >= args.threshold else 'different'} speaker"))
+    result = load_model(args.model, device=args.device).verify(args.enroll, args.test, args.threshold, mode=args.mode)
+    print(f"cosine {result.score:.4f}" + ("" if result.same is None else
+                                          f" -> {'same' if result.same else 'different'} speaker"))
 
 
 def cmd_diarize(args) -> None:
-    from voxflow.audio.io import read_audio
-    from voxflow.diarize.pipeline import diarize
     from voxflow.diarize.rttm import write_rttm
+    from voxflow.diarize.run import diarize_files
 
-    embedder = _embedder(args.model, args.device)
-    wav, sr = read_audio(args.audio, expected_sr=embedder.sample_rate, resample=True)
-    turns = diarize(wav, sr, Path(args.audio).stem, lambda segs: embedder.embed_waveforms(segs, sr),
-                    num_speakers=args.num_speakers, max_speakers=args.max_speakers)
+    cfg = {"vad": args.vad, "clustering": {"name": args.clustering, **({} if args.ahc_threshold is None else
+                                                                        {"threshold": args.ahc_threshold})},
+           "num_speakers": args.num_speakers, "min_speakers": args.min_speakers, "max_speakers": args.max_speakers,
+           "subseg_cmn": args.subseg_cmn}
+    rttms = {Path(args.audio).stem: args.ref_rttm} if args.ref_rttm else None
+    turns = diarize_files(_embedder(args.model, args.device), [args.audio], cfg, rttms, where=args.audio)
     write_rttm(turns, args.rttm)
     print(f"{turns.speaker.nunique()} speakers, {len(turns)} turns -> {args.rttm}")
 
@@ -100,8 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("model")
     d.add_argument("audio")
     d.add_argument("--rttm", required=True)
-    d.add_argument("--num-speakers", type=int)
+    d.add_argument("--vad", choices=["energy", "silero", "oracle"], default="energy",
+                   help="speech detection (oracle: the --ref-rttm turns)")
+    d.add_argument("--clustering", choices=["spectral", "ahc"], default="spectral")
+    d.add_argument("--ahc-threshold", type=float, help="AHC stop: cosine distance (default 0.5)")
+    d.add_argument("--ref-rttm", help="reference RTTM of the recording, for --vad oracle / --num-speakers oracle")
+    d.add_argument("--num-speakers", help="an integer, oracle (from --ref-rttm) or a table '<recording> <count>'")
+    d.add_argument("--min-speakers", type=int, default=1)
     d.add_argument("--max-speakers", type=int, default=8)
+    d.add_argument("--subseg-cmn", action=argparse.BooleanOptionalAction, default=True,
+                   help="CMN per sub-segment (default) or per VAD region")
     for p in (e, v, d):
         p.add_argument("--device", default="cpu")
     for p in (e, v):

@@ -92,17 +92,10 @@ def spectral_cluster(
     N < 3 is too small for a graph: each segment becomes its own speaker if ``num_speakers`` or
     ``min_speakers`` demands it, otherwise all share one label.
     """
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise VoxflowError(f"embeddings: expected an (N, D) matrix, got shape {X.shape}")
+    X = check_counts(X, num_speakers, min_speakers, max_speakers)
     n = X.shape[0]
-    if not (1 <= min_speakers <= max_speakers):
-        raise VoxflowError(f"need 1 <= min_speakers ({min_speakers}) <= max_speakers ({max_speakers})")
-    if num_speakers is not None and num_speakers < 1:
-        raise VoxflowError(f"num_speakers={num_speakers!r} must be >= 1")
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    normalize_rows(X, name="embeddings")  # validates finiteness and non-zero rows
     if n < 3:
         k = min(num_speakers if num_speakers is not None else min_speakers, n)
         return np.arange(n, dtype=np.int64) if k == n else np.zeros(n, dtype=np.int64)
@@ -117,7 +110,26 @@ def spectral_cluster(
     if k == 1:
         return np.zeros(n, dtype=np.int64)
     labels, _ = kmeans(vecs[:, :k], k, n_init=10, seed=seed)
-    # Number speakers by first appearance so that the output does not depend on K-means' numbering.
-    _, first = np.unique(labels, return_index=True)
-    order = np.argsort(first)
-    return np.argsort(order)[labels].astype(np.int64)
+    return by_first_appearance(labels)
+
+
+def by_first_appearance(labels) -> np.ndarray:
+    """Relabel clusters 0..k-1 in order of first appearance, so that output does not depend on an algorithm's
+    numbering."""
+    labels = np.asarray(labels)
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[inverse].astype(np.int64)
+
+
+def check_counts(X, num_speakers: int | None, min_speakers: int, max_speakers: int) -> np.ndarray:
+    """Validate (N, D) embeddings (finite, non-zero rows) and the speaker-count bounds; returns X as float64."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise VoxflowError(f"embeddings: expected an (N, D) matrix, got shape {X.shape}")
+    if not (1 <= min_speakers <= max_speakers):
+        raise VoxflowError(f"need 1 <= min_speakers ({min_speakers}) <= max_speakers ({max_speakers})")
+    if num_speakers is not None and num_speakers < 1:
+        raise VoxflowError(f"num_speakers={num_speakers!r} must be >= 1")
+    if len(X):
+        normalize_rows(X, name="embeddings")
+    return X

@@ -1,4 +1,5 @@
-"""Energy voice activity detection: a relative-energy VAD for diarization and Kaldi's compute-vad rule."""
+"""Voice activity detection for diarization: relative energy, Silero (neural), oracle (reference turns);
+Kaldi's compute-vad rule."""
 
 from __future__ import annotations
 
@@ -115,3 +116,84 @@ def kaldi_log_energy(wav, sr: int, frame_ms: float = 25.0, shift_ms: float = 10.
         return np.zeros(0)
     energy = _frame_stats(wav, frame, shift, 1 + (len(wav) - frame) // shift, demean=True)
     return np.log(np.maximum(energy, np.finfo(np.float32).eps))
+
+
+def silero_vad(
+    wav,
+    sr: int,
+    threshold: float = 0.5,
+    min_speech_duration_ms: int = 250,
+    min_silence_duration_ms: int = 100,
+    speech_pad_ms: int = 30,
+) -> list[tuple[float, float]]:
+    """Speech regions ``[(start_s, end_s), ...]`` from Silero VAD (``silero-vad`` package, its packaged ONNX
+    model on CPU with onnxruntime). Rates other than 8 or 16 kHz are resampled to 16 kHz first."""
+    import torch
+    from scipy.signal import resample_poly
+    from silero_vad import get_speech_timestamps
+
+    wav = _check_wav(wav, sr)
+    if sr not in (8000, 16000):
+        g = np.gcd(sr, 16000)
+        wav, sr = resample_poly(wav, 16000 // g, sr // g), 16000
+    if len(wav) < 512:
+        return []
+    stamps = get_speech_timestamps(
+        torch.from_numpy(wav.astype(np.float32)), _silero_model(), threshold=threshold, sampling_rate=sr,
+        min_speech_duration_ms=min_speech_duration_ms, min_silence_duration_ms=min_silence_duration_ms,
+        speech_pad_ms=speech_pad_ms,
+    )
+    return [(t["start"] / sr, t["end"] / sr) for t in stamps]
+
+
+_SILERO = []
+
+
+def _silero_model():
+    """The packaged Silero ONNX model, loaded once per process."""
+    if not _SILERO:
+        try:
+            from silero_vad import load_silero_vad
+        except ImportError as exc:
+            raise VoxflowError("vad silero needs the silero-vad package (pip install silero-vad==6.2.3)") from exc
+        _SILERO.append(load_silero_vad(onnx=True))
+    model = _SILERO[0]
+    model.reset_states()
+    return model
+
+
+def oracle_vad(turns) -> list[tuple[float, float]]:
+    """Speech regions: the union of reference turns (DataFrame with start, duration), in time order."""
+    regions: list[list[float]] = []
+    for s, d in sorted(zip(turns["start"].astype(float), turns["duration"].astype(float))):
+        if d <= 0:
+            continue
+        if regions and s <= regions[-1][1]:
+            regions[-1][1] = max(regions[-1][1], s + d)
+        else:
+            regions.append([s, s + d])
+    return [(s, e) for s, e in regions]
+
+
+VAD_SETTINGS = {
+    "energy": ("frame_ms", "shift_ms", "threshold_db", "min_speech_s", "min_silence_s", "ref_percentile", "floor_db"),
+    "silero": ("threshold", "min_speech_duration_ms", "min_silence_duration_ms", "speech_pad_ms"),
+    "oracle": (),
+}
+
+
+def speech_regions(wav, sr: int, name: str = "energy", ref_turns=None, **settings) -> list[tuple[float, float]]:
+    """Speech regions of one recording by the VAD ``name`` (energy, silero, oracle) with its ``settings``.
+
+    ``oracle`` takes the recording's reference turns (``ref_turns``). Unknown settings are an error.
+    """
+    if name not in VAD_SETTINGS:
+        raise VoxflowError(f"vad {name!r}: must be one of {sorted(VAD_SETTINGS)}")
+    unknown = sorted(set(settings) - set(VAD_SETTINGS[name]))
+    if unknown:
+        raise VoxflowError(f"vad {name}: unknown setting(s) {unknown}; it takes {list(VAD_SETTINGS[name])}")
+    if name == "oracle":
+        if ref_turns is None:
+            raise VoxflowError("vad oracle needs the recording's reference RTTM turns")
+        return oracle_vad(ref_turns)
+    return (energy_vad if name == "energy" else silero_vad)(wav, sr, **settings)

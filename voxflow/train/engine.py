@@ -33,6 +33,7 @@ from voxflow.train.checkpoint import (
 from voxflow.train.ddp import resolve_device  # noqa: F401  (part of this module's interface)
 from voxflow.train.logs import TrainLog
 from voxflow.train.network import (  # noqa: F401  (build_network, load_network: part of this module's interface)
+    adopt_network,
     build_classifier,
     build_network,
     init_from,
@@ -90,11 +91,17 @@ class StageRun:
 
     def __init__(self, cfg: dict, utterances: pd.DataFrame, spk2id: dict, out_dir: Path, make_batches: Batches,
                  init_checkpoint=None, validation: ValidationSet | None = None):
-        self.cfg, self.out = cfg, Path(out_dir)
-        self.ctx = ddp.setup(cfg)
-        self.opts = engine_options(cfg)
+        self.out = Path(out_dir)
         self.stage, self.epochs = cfg.get("stage", ""), int(cfg["epochs"])
         self.where = f"{self.out} ({self.stage or 'stage'})"
+        init_state = load_checkpoint(init_checkpoint) if init_checkpoint is not None else None
+        if "model" not in cfg:  # an experiment with init: the network is the init checkpoint's
+            if init_state is None:
+                raise VoxflowError(f"{self.where}: no model config and no checkpoint to start from")
+            cfg = adopt_network(cfg, init_state)
+        self.cfg = cfg
+        self.ctx = ddp.setup(cfg)
+        self.opts = engine_options(cfg)
         if self.opts.select == "best" and validation is None:
             raise VoxflowError(f"{self.stage}.select: best picks the epoch of lowest validation EER, but no "
                                "validation set was given (config key validation.corpus)")
@@ -106,9 +113,9 @@ class StageRun:
         self.classes = num_classes(spk2id, cfg["data"])
         head = build_classifier(cfg["head"], neck_dim(model, feature_dim(data_cfg["features"])), self.classes,
                                 where=f"{self.stage or 'stage'}.head")
-        self.initialised = init_checkpoint is not None
+        self.initialised = init_state is not None
         if self.initialised:
-            init_from(model, head, load_checkpoint(init_checkpoint), cfg["head"])
+            init_from(model, head, init_state, cfg["head"])
         model.to(self.ctx.device)
         if self.opts.channels_last and self.ctx.device.type == "cuda":
             model.to(memory_format=torch.channels_last)
@@ -299,8 +306,9 @@ def run_stage(cfg: dict, utterances: pd.DataFrame, source, spk2id: dict[str, int
               validation: ValidationSet | None = None, batches: Batches | None = None) -> Path:
     """Train one stage; resumable: a rerun continues from the newest good checkpoint in ``out_dir``.
 
-    ``cfg`` is a resolved stage config (see ``resolve_stage``); ``source`` is a list of shard paths or the
-    ``utterances`` table itself (raw mode). Under torchrun every process calls this with the same arguments;
+    ``cfg`` is a resolved stage config (see ``resolve_stage``); without ``model`` (an experiment with
+    ``init``) the network, sample rate and features are those of ``init_checkpoint``. ``source`` is a list of
+    shard paths or the ``utterances`` table itself (raw mode). Under torchrun every process calls this with the same arguments;
     each reads its share of the data and only the first writes. Writes ``epoch_N.pt`` after every epoch,
     ``step_N.pt`` every ``checkpoint_every_steps`` steps, ``train_log.parquet`` (per epoch, with the
     validation EER when ``validation`` is given), ``train_steps.parquet``, TensorBoard events, and finally
@@ -314,7 +322,7 @@ def run_stage(cfg: dict, utterances: pd.DataFrame, source, spk2id: dict[str, int
 
     def loader(epoch: int):
         ctx = run.ctx
-        return build_train_loader(source, spk2id, cfg["data"], epoch=epoch, seed=seed, rank=ctx.rank,
+        return build_train_loader(source, spk2id, run.cfg["data"], epoch=epoch, seed=seed, rank=ctx.rank,
                                   world_size=ctx.world_size, excluded=excluded, noise_df=noise_df, rir_df=rir_df)
 
     run = StageRun(cfg, utterances, spk2id, out, batches or loader, init_checkpoint, validation)

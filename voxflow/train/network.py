@@ -65,10 +65,19 @@ def make_optimizer(params, cfg: dict) -> torch.optim.Optimizer:
     raise VoxflowError(f"optimizer.name: unknown optimizer {name!r}; choose adam or sgd")
 
 
+def adopt_network(cfg: dict, state: dict) -> dict:
+    """``cfg`` with the network of checkpoint ``state``: its model config, sample rate and features (a stage of
+    an experiment with ``init`` names no model; whatever its data config says of these is replaced)."""
+    data_cfg = json.loads(state["data_cfg"])
+    data = {**cfg.get("data", {}), **{k: data_cfg[k] for k in ("sample_rate", "features") if k in data_cfg}}
+    return {**cfg, "model": json.loads(state["model_cfg"]), "data": data}
+
+
 def init_from(model: nn.Module, head: nn.Module, state: dict, head_cfg: dict) -> None:
-    """Start from a previous stage: its network weights; its class weights when the head allows."""
+    """Start from a previous stage: its network weights; its class weights when the head allows. An imported
+    model (no head in ``state``) gives the network only: the head starts afresh for the new speakers."""
     model.load_state_dict(state["model"])
-    if not head_cfg.get("init_from_previous", True):
+    if "head" not in state or not head_cfg.get("init_from_previous", True):
         return
     prev_cfg = json.loads(state["head_cfg"])
     if prev_cfg["name"] == head_cfg["name"]:

@@ -14,8 +14,9 @@ ENGINE_KEYS = ("gpus", "nproc", "checkpoint_every_steps", "log_every_steps", "ch
 # Keys that change neither the weights nor their order of computation: a run may resume across them (select
 # and average only choose what final.pt is made of, so a rerun with other values rewrites final.pt alone).
 OPERATIONAL_KEYS = ("checkpoint_every_steps", "log_every_steps", "tensorboard", "select", "average")
-# Keys a stage may override from the experiment level.
-_SHARED = ("device", "seed", "model", "data", "optimizer", "scheduler", "clip_grad_norm", "amp") + ENGINE_KEYS
+# Keys a stage may override from the experiment level (init: the imported model an experiment starts from; in
+# the stage config so that the resume key changes with it).
+_SHARED = ("device", "seed", "model", "data", "optimizer", "scheduler", "clip_grad_norm", "amp", "init") + ENGINE_KEYS
 
 
 @dataclass(frozen=True)

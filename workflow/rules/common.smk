@@ -49,7 +49,7 @@ def source_input(path, corpus=None):
     return out
 
 
-SHARED_TRAINING_KEYS = ["device", "seed", "model", "data", "optimizer", "scheduler", "clip_grad_norm", "amp"]
+SHARED_TRAINING_KEYS = ["device", "seed", "model", "data", "optimizer", "scheduler", "clip_grad_norm", "amp", "init"]
 
 
 def stage_config(exp, stage):
@@ -70,10 +70,22 @@ def exp_stages(exp):
     return [s for s in STAGES if s in cfg and cfg[s]["epochs"] > 0]
 
 
+def exp_init(exp):
+    """The pretrained model an experiment starts from (its `init:` section), or None."""
+    return config["experiments"][exp].get("init")
+
+
+def imported_model(exp):
+    return f"{EXP}/{exp}/imported/model.pt"
+
+
 def previous_stage_checkpoint(wildcards):
+    """What a stage starts from: the previous stage's final.pt; for the first, the imported model (if any)."""
     stages = exp_stages(wildcards.exp)
     i = stages.index(wildcards.stage)
-    return [f"{EXP}/{wildcards.exp}/{stages[i - 1]}/final.pt"] if i > 0 else []
+    if i > 0:
+        return [f"{EXP}/{wildcards.exp}/{stages[i - 1]}/final.pt"]
+    return [imported_model(wildcards.exp)] if exp_init(wildcards.exp) else []
 
 
 def final_stage_checkpoint(wildcards):

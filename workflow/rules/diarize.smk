@@ -1,4 +1,10 @@
-# Diarization: energy VAD -> 1.5 s sub-segments -> embeddings -> spectral clustering -> RTTM -> DER.
+# Diarization: VAD (energy, silero, oracle) -> 1.5 s sub-segments -> embeddings -> clustering (spectral, ahc) -> RTTM -> DER.
+
+
+def speaker_count_table():
+    """What makes the table file of diarization.num_speakers (an input of rule diarize), else nothing."""
+    n = config["diarization"].get("num_speakers")
+    return [] if n is None or isinstance(n, int) or n == "oracle" else source_input(n)
 
 
 rule diarize:
@@ -6,6 +12,7 @@ rule diarize:
         model=f"{EXP}/{{exp}}/model.ts",
         audio=lambda w: source_input(config["diarization_sets"][w.dset]["audio_dir"]),
         ref=lambda w: source_input(config["diarization_sets"][w.dset]["rttm_dir"]),
+        counts=speaker_count_table(),
     output:
         rttm=f"{EXP}/{{exp}}/diarization/{{dset}}/hyp.rttm",
         turns=f"{EXP}/{{exp}}/diarization/{{dset}}/turns.parquet",
@@ -26,8 +33,14 @@ rule diarize:
         "logs/bench/diarize_{exp}_{dset}.tsv"
     shell:
         "python {SCRIPTS}/diarize.py --model {input.model} --audio-dir {params.audio_dir:q}"
-        " --ref-dir={params.ref_dir:q} --config {params.cfg:q} --device {params.device} --rttm {output.rttm}"
-        " --turns {output.turns} > {log} 2>&1"
+        " --ref-dir={params.ref_dir:q} --config {params.cfg:q} --device {params.device} --set-name {wildcards.dset}"
+        " --rttm {output.rttm} --turns {output.turns} > {log} 2>&1"
+
+
+def speaker_count_table():
+    """The table file of diarization.num_speakers (an input of rule diarize), else nothing."""
+    n = config["diarization"].get("num_speakers")
+    return [] if n is None or isinstance(n, int) or n == "oracle" else source_input(n)
 
 
 rule der:

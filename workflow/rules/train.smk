@@ -1,4 +1,4 @@
-# Training stages (softmax warm-up, margin stage, large-margin fine-tune), averaging and export.
+# Training stages (softmax warm-up, margin stage, large-margin fine-tune), imported models, averaging and export.
 
 # Experiment keys that say how the engine runs; every stage gets them.
 ENGINE_KEYS = ["gpus", "nproc", "checkpoint_every_steps", "log_every_steps", "channels_last", "compile", "tensorboard"]
@@ -39,7 +39,27 @@ def average_count(exp):
     return cfg.get("average", cfg["average_last"])
 
 
+def _check_init(exp, cfg):
+    """An experiment's init section against the rest of its config (README "Pretrained models in the workflow")."""
+    where = f"config: experiments.{exp}"
+    init = cfg.get("init")
+    if init is None:
+        if not exp_stages(exp):
+            raise ValueError(f"{where}: no training stage with epochs > 0 and no init: nothing makes its model")
+        return
+    if "model" in cfg:
+        raise ValueError(f"{where}.model: with init the network is the imported model's; remove model")
+    if cfg["untrained_baseline"]:
+        raise ValueError(f"{where}.untrained_baseline: an experiment with init starts from pretrained weights and "
+                         "has no untrained baseline; set it false")
+    if not init["path"] and init["from"] != "resemblyzer":
+        raise ValueError(f"{where}.init.path: init from {init['from']} needs the model's path")
+
+
+if "init" in config["cleaning"].get("seed_model", {}):
+    raise ValueError("config: cleaning.seed_model.init: the seed model is trained from scratch; remove init")
 for _e, _cfg in config["experiments"].items():
+    _check_init(_e, _cfg)
     train_processes(_e)
     _best = [f"experiments.{_e}.select"] if _cfg["select"] == "best" else []
     _best += [f"experiments.{_e}.{s}.select" for s in STAGES if _cfg.get(s, {}).get("select") == "best"]
@@ -83,6 +103,35 @@ rule train_stage:
         " {params.exclusions} {params.validation} --out-dir $(dirname {output}) > {log} 2>&1"
 
 
+rule import_model:
+    input:
+        lambda w: [exp_init(w.exp)["path"]] if exp_init(w.exp)["path"] else [],
+    output:
+        model=f"{EXP}/{{exp}}/imported/model.pt",
+        meta=f"{EXP}/{{exp}}/imported/meta.json",
+    params:
+        kind=lambda w: exp_init(w.exp)["from"],
+        source=lambda w: exp_init(w.exp)["path"],
+    wildcard_constraints:
+        exp="|".join(EXPERIMENTS),
+    log:
+        "logs/import_model/{exp}.log",
+    benchmark:
+        "logs/bench/import_model_{exp}.tsv"
+    shell:
+        "python {SCRIPTS}/import_model.py --from {params.kind} --source={params.source:q}"
+        " --out $(dirname {output.model}) > {log} 2>&1"
+
+
+def export_inputs(wildcards):
+    """The checkpoint to export (averaged training, or the import itself with no stages) and the import's meta."""
+    exp = wildcards.exp
+    out = {"checkpoint": f"{EXP}/{exp}/avg_model.pt" if exp_stages(exp) else imported_model(exp)}
+    if exp_init(exp):
+        out["meta"] = f"{EXP}/{exp}/imported/meta.json"
+    return out
+
+
 rule average:
     input:
         final_stage_checkpoint,
@@ -104,10 +153,12 @@ rule average:
 
 rule export:
     input:
-        f"{EXP}/{{exp}}/avg_model.pt",
+        unpack(export_inputs),
     output:
         torchscript=f"{EXP}/{{exp}}/model.ts",
         onnx=f"{EXP}/{{exp}}/model.onnx",
+    params:
+        meta=lambda w, input: f"--meta {input.meta}" if "meta" in input.keys() else "",
     wildcard_constraints:
         exp="|".join(EXPERIMENTS),
     log:
@@ -115,7 +166,7 @@ rule export:
     benchmark:
         "logs/bench/export_{exp}.tsv"
     shell:
-        "python {SCRIPTS}/export.py --checkpoint {input} --torchscript {output.torchscript}"
+        "python {SCRIPTS}/export.py --checkpoint {input.checkpoint} {params.meta} --torchscript {output.torchscript}"
         " --onnx {output.onnx} > {log} 2>&1"
 
 
