@@ -23,6 +23,8 @@ test: $(STAMP)
 	@command -v ffmpeg >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 	  apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null; } || \
 	  echo "ffmpeg missing: the m4a conversion test will be skipped"
+	snakemake --lint  # exits non-zero on any finding
+	snakefmt --check Snakefile workflow/rules/
 	python -m pytest -q
 
 clean-results:

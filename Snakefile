@@ -12,12 +12,7 @@ if not workflow.overwrite_configfiles:
     configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
-
 validate(config, os.path.join(workflow.basedir, "config/schema.yaml"))
-
-
-# Every rule's software, for --software-deployment-method conda (rules may name their own env instead).
-conda: "envs/voxflow.yaml"
 
 
 include: "workflow/rules/common.smk"
@@ -34,9 +29,9 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True
 
 
 # After a failed run (e.g. one back-end under --keep-going), the summary of what finished, the rest marked missing.
@@ -44,7 +39,10 @@ onerror:
     import sys
 
     try:
-        print(f"voxflow: a job failed; {summary_lib.summarize(config)[1]}. Rerun Snakemake once it is fixed "
-              "(`voxflow summarize` rebuilds the summary from what exists).", file=sys.stderr)
+        print(
+            f"voxflow: a job failed; {summary_lib.summarize(config)[1]}. Rerun Snakemake once it is fixed "
+            "(`voxflow summarize` rebuilds the summary from what exists).",
+            file=sys.stderr,
+        )
     except Exception as exc:  # never hide the failure being reported
         print(f"voxflow: no summary after the failure: {exc}", file=sys.stderr)

@@ -1,4 +1,7 @@
-"""Diarization error rate of a hypothesis RTTM against reference RTTMs, within UEM regions if given (rule der)."""
+"""Diarization error rate of a hypothesis RTTM against reference RTTMs, within UEM regions if given (rule der).
+
+The top-level numbers (and ``files``) are DER / JER at ``--collar`` with overlap scored; ``protocols`` holds
+DER and JER at ``--collar``, 0.25 s and 0 s, each with overlap scored and skipped (voxflow.metrics.der)."""
 import argparse
 import json
 from pathlib import Path
@@ -8,7 +11,7 @@ import pandas as pd
 from voxflow.data.importers import import_diarization_dir
 from voxflow.diarize.rttm import read_rttm, read_uem
 from voxflow.errors import VoxflowError
-from voxflow.metrics.der import diarization_error
+from voxflow.metrics.der import diarization_protocols, protocol_key
 from voxflow.utils.atomic import write_text_atomic
 from voxflow.utils.scripting import run
 
@@ -36,8 +39,9 @@ def main():
     if not refs:
         raise VoxflowError(f"{args.ref_dir}: no reference .rttm files")
     reference = pd.concat([read_rttm(p) for p in refs], ignore_index=True)
-    result = diarization_error(reference, read_rttm(args.hyp), collar=args.collar, uem=uem)
-    result["collar"] = args.collar
+    protocols = diarization_protocols(reference, read_rttm(args.hyp), collars=(args.collar, 0.25, 0.0), uem=uem)
+    result = dict(protocols[protocol_key(args.collar, False)])  # today's keys: --collar, overlap scored
+    result["protocols"] = {k: {n: x for n, x in v.items() if n != "files"} for k, v in protocols.items()}
     result["uem"] = args.uem or None
     write_text_atomic(args.out, json.dumps(result, indent=1, default=float))
     print(json.dumps(result, indent=1, default=float))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Sequence
 
 import numpy as np
@@ -9,12 +10,13 @@ import pandas as pd
 
 from voxflow.cluster.ahc import ahc_cluster
 from voxflow.cluster.spectral import spectral_cluster
+from voxflow.cluster.umap_hdbscan import umap_hdbscan_cluster
 from voxflow.diarize.subsegment import subsegments
 from voxflow.diarize.vad import speech_regions
 from voxflow.errors import VoxflowError
 
 TURN_COLUMNS = ["file_id", "start", "duration", "speaker"]
-CLUSTERING = {"spectral": spectral_cluster, "ahc": ahc_cluster}
+CLUSTERING = {"spectral": spectral_cluster, "ahc": ahc_cluster, "umap_hdbscan": umap_hdbscan_cluster}
 SUBSEGMENT_COLUMNS = ["file_id", "start", "end", "label", "speaker"]
 
 
@@ -59,24 +61,91 @@ def subsegments_to_turns(
     )
 
 
-def subsegment_embeddings(embedder, wav: np.ndarray, sr: int, regions, segs, subseg_cmn: bool = True) -> np.ndarray:
+EMBED_CHUNK = 256  # sub-segments whose features are held at once (about 50 MB of fbanks at 1.5 s x 80 dims)
+BLOCK_S = 600.0  # diarize_file: audio read per VAD block
+
+
+def _reader(wav):
+    """``read(a, b)``: samples a..b of ``wav``, an array or already such a function."""
+    return wav if callable(wav) else (lambda a, b: wav[a:b])
+
+
+def subsegment_embeddings(
+    embedder, wav, sr: int, regions, segs, subseg_cmn: bool = True, chunk: int = EMBED_CHUNK
+) -> np.ndarray:
     """(N, D) embeddings of the sub-segments ``segs`` of ``regions`` with a ``voxflow.embed.extract.Embedder``.
 
-    ``subseg_cmn`` (Wespeaker's option; what voxflow always did): features are computed, and mean-normalised by
-    the model's CMN rule, on each sub-segment alone. Otherwise they are computed once per VAD region, normalised
-    over the region, and each sub-segment takes its frames from there.
+    ``wav`` is the waveform or a function ``read(first_sample, end_sample)``. Features are computed and embedded
+    ``chunk`` sub-segments at a time, so memory does not grow with the recording. ``subseg_cmn`` (Wespeaker's
+    option; what voxflow always did): features are computed, and mean-normalised by the model's CMN rule, on each
+    sub-segment alone. Otherwise they are computed once per VAD region, normalised over the region, and each
+    sub-segment takes its frames from there.
     """
+    read = _reader(wav)
     if subseg_cmn:
-        return embedder.embed_waveforms([wav[int(round(a * sr)) : int(round(b * sr))] for a, b in segs], sr)
+        return _chunked(segs, chunk, lambda part: embedder.embed_waveforms([read(*_samples(s, sr)) for s in part], sr))
     hop = embedder.frame_shift_s
-    feats, r = [], -1
+    out, feats, r = [], [], -1
     for a, b in segs:
         while r < 0 or a >= regions[r][1] - 1e-9:  # sub-segments lie inside regions, both in time order
             r += 1
-            region = embedder.features(wav[int(round(regions[r][0] * sr)) : int(round(regions[r][1] * sr))], sr)
+            region = embedder.features(read(*_samples(regions[r], sr)), sr)
         first = min(int(round((a - regions[r][0]) / hop)), len(region) - 1)
         feats.append(region[first : max(first + 1, min(int(round((b - regions[r][0]) / hop)), len(region)))])
-    return embedder.embed_feature_batch(feats)
+        if len(feats) == chunk:
+            out.append(embedder.embed_feature_batch(feats))
+            feats = []
+    return np.concatenate(out + [embedder.embed_feature_batch(feats)] if feats else out)
+
+
+def _samples(seg, sr: int) -> tuple[int, int]:
+    return int(round(seg[0] * sr)), int(round(seg[1] * sr))
+
+
+def _chunked(segs, chunk: int, embed) -> np.ndarray:
+    """``embed`` applied to ``segs`` ``chunk`` at a time, rows stacked."""
+    if chunk < 1:
+        raise VoxflowError(f"chunk={chunk!r} must be >= 1")
+    return np.concatenate([np.asarray(embed(segs[i : i + chunk])) for i in range(0, len(segs), chunk)])
+
+
+def _check_args(clustering: str, cluster_kwargs) -> dict:
+    if clustering not in CLUSTERING:
+        raise VoxflowError(f"clustering {clustering!r}: must be one of {sorted(CLUSTERING)}")
+    cluster_kwargs = dict(cluster_kwargs or {})
+    clash = sorted({"num_speakers", "min_speakers", "max_speakers"} & set(cluster_kwargs))
+    if clash:
+        raise VoxflowError(f"cluster_kwargs: pass {clash} as diarize() arguments, not inside cluster_kwargs")
+    return cluster_kwargs
+
+
+def _embed_and_cluster(read, sr, duration_s, regions, file_id, embed_fn, window_s, shift_s, num_speakers,
+                       max_speakers, cluster_kwargs, clustering, min_speakers, subseg_cmn, chunk):
+    """Steps after the VAD, shared by the in-memory and the block-wise paths; returns (turns, sub-segments)."""
+    regions = [(a, min(b, duration_s)) for a, b in regions if a < duration_s]
+    segs = subsegments(regions, window_s, shift_s)
+    if not segs:
+        empty = subsegments_to_turns([], [], [], file_id)
+        return empty, pd.DataFrame({c: [] for c in SUBSEGMENT_COLUMNS})
+    if callable(embed_fn):
+        if not subseg_cmn:
+            raise VoxflowError("subseg_cmn=False needs an Embedder (features per VAD region), not a function")
+        emb = _chunked(segs, chunk, lambda part: embed_fn([read(*_samples(s, sr)) for s in part]))
+    else:
+        emb = subsegment_embeddings(embed_fn, read, sr, regions, segs, subseg_cmn, chunk)
+    emb = np.asarray(emb)
+    if emb.ndim != 2 or emb.shape[0] != len(segs):
+        raise VoxflowError(f"{file_id}: embed_fn returned shape {emb.shape} for {len(segs)} sub-segments; need (N, D)")
+    labels = CLUSTERING[clustering](
+        emb, num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers, **cluster_kwargs
+    )
+    starts = [a for a, _ in segs]
+    ends = [b for _, b in segs]
+    table = pd.DataFrame(
+        {"file_id": file_id, "start": starts, "end": ends, "label": labels, "speaker": [f"spk{k}" for k in labels]},
+        columns=SUBSEGMENT_COLUMNS,
+    )
+    return subsegments_to_turns(starts, ends, labels, file_id), table
 
 
 def diarize_detailed(
@@ -96,42 +165,69 @@ def diarize_detailed(
     min_speakers: int = 1,
     subseg_cmn: bool = True,
     ref_turns: pd.DataFrame | None = None,
+    chunk: int = EMBED_CHUNK,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Like :func:`diarize` but also returns the sub-segment table (file_id, start, end, label, speaker)."""
     wav = np.asarray(wav)
     if wav.ndim != 1:
         raise VoxflowError(f"{file_id}: expected a mono 1-D waveform, got shape {wav.shape}")
-    if clustering not in CLUSTERING:
-        raise VoxflowError(f"clustering {clustering!r}: must be one of {sorted(CLUSTERING)}")
-    cluster_kwargs = dict(cluster_kwargs or {})
-    clash = sorted({"num_speakers", "min_speakers", "max_speakers"} & set(cluster_kwargs))
-    if clash:
-        raise VoxflowError(f"cluster_kwargs: pass {clash} as diarize() arguments, not inside cluster_kwargs")
+    cluster_kwargs = _check_args(clustering, cluster_kwargs)
     regions = speech_regions(wav, sr, vad, ref_turns, **(vad_kwargs or {}))
-    regions = [(a, min(b, len(wav) / sr)) for a, b in regions if a < len(wav) / sr]
-    segs = subsegments(regions, window_s, shift_s)
-    if not segs:
-        empty = subsegments_to_turns([], [], [], file_id)
-        return empty, pd.DataFrame({c: [] for c in SUBSEGMENT_COLUMNS})
-    if callable(embed_fn):
-        if not subseg_cmn:
-            raise VoxflowError("subseg_cmn=False needs an Embedder (features per VAD region), not a function")
-        emb = embed_fn([wav[int(round(a * sr)) : int(round(b * sr))] for a, b in segs])
-    else:
-        emb = subsegment_embeddings(embed_fn, wav, sr, regions, segs, subseg_cmn)
-    emb = np.asarray(emb)
-    if emb.ndim != 2 or emb.shape[0] != len(segs):
-        raise VoxflowError(f"{file_id}: embed_fn returned shape {emb.shape} for {len(segs)} sub-segments; need (N, D)")
-    labels = CLUSTERING[clustering](
-        emb, num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers, **cluster_kwargs
-    )
-    starts = [a for a, _ in segs]
-    ends = [b for _, b in segs]
-    table = pd.DataFrame(
-        {"file_id": file_id, "start": starts, "end": ends, "label": labels, "speaker": [f"spk{k}" for k in labels]},
-        columns=SUBSEGMENT_COLUMNS,
-    )
-    return subsegments_to_turns(starts, ends, labels, file_id), table
+    return _embed_and_cluster(_reader(wav), sr, len(wav) / sr, regions, file_id, embed_fn, window_s, shift_s,
+                              num_speakers, max_speakers, cluster_kwargs, clustering, min_speakers, subseg_cmn, chunk)
+
+
+def blockwise_speech_regions(snd, vad: str = "energy", ref_turns=None, block_s: float = BLOCK_S,
+                             **settings) -> list[tuple[float, float]]:
+    """Speech regions of an open ``soundfile.SoundFile`` (first channel), VAD-ed ``block_s`` of audio at a time.
+
+    Regions meeting at a block boundary are joined. A recording no longer than one block gives exactly the
+    regions of the whole-file VAD; longer ones differ slightly: the energy VAD's loud reference is each
+    block's, and a frame straddling a boundary is cut in two.
+    """
+    if vad == "oracle":
+        return speech_regions(None, snd.samplerate, vad, ref_turns, **settings)
+    if not block_s > 0:
+        raise VoxflowError(f"block_s={block_s!r} must be positive")
+    sr, regions = snd.samplerate, []
+    snd.seek(0)
+    size = max(int(round(block_s * sr)), 1)
+    for i, block in enumerate(snd.blocks(blocksize=size, dtype="float32", always_2d=True)):
+        for a, b in speech_regions(block[:, 0], sr, vad, ref_turns, **settings):
+            a, b = a + i * size / sr, b + i * size / sr
+            if regions and a - regions[-1][1] < 1e-6:
+                regions[-1] = (regions[-1][0], b)
+            else:
+                regions.append((a, b))
+    return regions
+
+
+def diarize_file(path, sr: int, file_id: str, embed_fn, *args, block_s: float = BLOCK_S, **kwargs) -> pd.DataFrame:
+    """Turns of the audio file ``path`` read a block at a time: the VAD sees ``block_s`` of audio at once
+    (:func:`blockwise_speech_regions`), and the embeddings read each ``chunk`` of sub-segments from the file,
+    so memory is bounded whatever the recording's length. Arguments as :func:`diarize_detailed`; a file not at
+    ``sr`` Hz is read whole and resampled."""
+    import soundfile as sf
+
+    from voxflow.audio.io import read_audio
+
+    with sf.SoundFile(str(path)) as snd:
+        if snd.samplerate != sr:
+            wav, _ = read_audio(path, expected_sr=sr, resample=True)
+            return diarize(wav, sr, file_id, embed_fn, *args, **kwargs)
+        bound = inspect.signature(diarize_detailed).bind(None, sr, file_id, embed_fn, *args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        cluster_kwargs = _check_args(a["clustering"], a["cluster_kwargs"])
+        regions = blockwise_speech_regions(snd, a["vad"], a["ref_turns"], block_s, **(a["vad_kwargs"] or {}))
+
+        def read(first, end):
+            snd.seek(first)
+            return snd.read(end - first, dtype="float32", always_2d=True)[:, 0]
+
+        return _embed_and_cluster(
+            read, sr, snd.frames / sr, regions, file_id, embed_fn, a["window_s"], a["shift_s"], a["num_speakers"],
+            a["max_speakers"], cluster_kwargs, a["clustering"], a["min_speakers"], a["subseg_cmn"], a["chunk"])[0]
 
 
 def diarize(wav: np.ndarray, sr: int, file_id: str, embed_fn, *args, **kwargs) -> pd.DataFrame:
@@ -139,7 +235,7 @@ def diarize(wav: np.ndarray, sr: int, file_id: str, embed_fn, *args, **kwargs) -
 
     The VAD ``vad`` (energy, silero, oracle: ``ref_turns``; settings ``vad_kwargs``) finds speech, which is cut
     into ``window_s`` windows every ``shift_s``. ``embed_fn`` is an ``Embedder`` (which honours ``subseg_cmn``)
-    or a function mapping the list of window waveforms to an (N, D) matrix. ``clustering`` (spectral, ahc;
+    or a function mapping the list of window waveforms to an (N, D) matrix. ``clustering`` (spectral, ahc, umap_hdbscan;
     settings ``cluster_kwargs``) labels the windows, with ``num_speakers`` or else a count in
     [``min_speakers``, ``max_speakers``]; overlaps are split at their midpoints and same-speaker pieces merged.
     Arguments as :func:`diarize_detailed`.

@@ -7,13 +7,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from voxflow.audio.io import read_audio
-from voxflow.diarize.pipeline import diarize
+from voxflow.diarize.pipeline import BLOCK_S, diarize_file
 from voxflow.diarize.rttm import read_rttm
 from voxflow.diarize.vad import VAD_SETTINGS
 from voxflow.errors import VoxflowError
 
-CLUSTER_SETTINGS = {"spectral": ("p_pruning", "min_neighbors"), "ahc": ("threshold",)}
+CLUSTER_SETTINGS = {
+    "spectral": ("p_pruning", "min_neighbors"),
+    "ahc": ("threshold", "min_cluster_size"),
+    "umap_hdbscan": ("n_neighbors", "n_components", "min_dist", "min_cluster_size", "merge_threshold"),
+}
 
 
 def method(section, table: dict, what: str) -> tuple[str, dict]:
@@ -63,7 +66,7 @@ def diarize_files(embedder, paths, cfg: dict, rttms: dict | None = None, where: 
     """Turns of every recording in ``paths`` (the file stem is its id) diarized as ``cfg`` says.
 
     ``cfg`` is the config's ``diarization`` section (window_s, shift_s, vad, clustering, num_speakers,
-    min_speakers, max_speakers, subseg_cmn); ``rttms`` maps recording ids to reference RTTM files, needed by
+    min_speakers, max_speakers, subseg_cmn, block_s); ``rttms`` maps recording ids to reference RTTM files, needed by
     the oracle VAD and speaker counts (``where`` names the set in that error).
     """
     paths = [Path(p) for p in paths]
@@ -87,11 +90,10 @@ def diarize_files(embedder, paths, cfg: dict, rttms: dict | None = None, where: 
     counts = speaker_counts(cfg.get("num_speakers"), ids, refs)
     turns = []
     for path, rec in zip(paths, ids):
-        wav, sr = read_audio(path, expected_sr=embedder.sample_rate, resample=True)
-        turns.append(diarize(
-            wav, sr, rec, embedder, cfg.get("window_s", 1.5), cfg.get("shift_s", 0.75), counts[rec],
+        turns.append(diarize_file(
+            path, embedder.sample_rate, rec, embedder, cfg.get("window_s", 1.5), cfg.get("shift_s", 0.75), counts[rec],
             cfg.get("max_speakers", 8), vad_kwargs, cluster_kwargs, vad=vad, clustering=clustering,
             min_speakers=cfg.get("min_speakers", 1), subseg_cmn=cfg.get("subseg_cmn", True),
-            ref_turns=None if refs is None else refs[rec]))
+            ref_turns=None if refs is None else refs[rec], block_s=cfg.get("block_s", BLOCK_S)))
         print(f"{rec}: {turns[-1].speaker.nunique()} speakers, {len(turns[-1])} turns")
     return pd.concat(turns, ignore_index=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from voxflow.errors import VoxflowError
+from voxflow.metrics.der import protocol_key, protocol_label
 from voxflow.utils.atomic import atomic_path, write_text_atomic
 
 SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
@@ -100,9 +101,20 @@ def verification_rows(metric_paths: list[str], calibration: dict | None = None) 
     return _ordered(pd.DataFrame(rows))
 
 
+# The diarization columns besides the main protocol's der_% / miss_% / false_alarm_% / confusion_% (named by its
+# ``protocol`` column): column -> (what it is, collar (None: the row's), overlap skipped, metric) in der.json's
+# ``protocols``.
+DIARIZATION_EXTRA = {
+    "der_collar0_%": ("DER, collar 0 s, overlap scored", 0.0, False, "der"),
+    "der_skip_overlap_%": ("DER, the row's collar, overlap skipped", None, True, "der"),
+    "jer_%": ("JER, collar 0 s, overlap scored (as DIHARD-II)", 0.0, False, "jer"),
+}
+
+
 def diarization_rows(der_paths: list[str]) -> pd.DataFrame:
     """One row per system and diarization set from ``EXP/<system>/diarization/<set>/der.json`` (``missing`` rows
-    for paths without a file)."""
+    for paths without a file): the main protocol's DER and parts, named in ``protocol``, then the
+    ``DIARIZATION_EXTRA`` columns (NaN for a der.json from before ``protocols``)."""
     rows = []
     for path in der_paths:
         p = Path(path)
@@ -111,9 +123,14 @@ def diarization_rows(der_paths: list[str]) -> pd.DataFrame:
             rows.append({**row, "status": "missing", "der_%": float("nan"), "path": str(path)})
             continue
         m = _load(p)
-        rows.append({**row, "status": "ok", "der_%": 100 * m["der"], "miss_%": 100 * m["miss"],
-                     "false_alarm_%": 100 * m["false_alarm"], "confusion_%": 100 * m["confusion"],
-                     "collar_s": m.get("collar", 0.25), "path": str(path)})
+        collar, protocols = m.get("collar", 0.25), m.get("protocols", {})
+        extra = {}
+        for column, (_, c, skip, metric) in DIARIZATION_EXTRA.items():
+            key = protocol_key(collar if c is None else c, skip)
+            extra[column] = 100 * protocols.get(key, {}).get(metric, float("nan"))
+        rows.append({**row, "status": "ok", "protocol": m.get("protocol", protocol_label(collar, False)),
+                     "der_%": 100 * m["der"], "miss_%": 100 * m["miss"], "false_alarm_%": 100 * m["false_alarm"],
+                     "confusion_%": 100 * m["confusion"], **extra, "collar_s": collar, "path": str(path)})
     return _ordered(pd.DataFrame(rows))
 
 
@@ -153,6 +170,11 @@ def summary_markdown(verification: pd.DataFrame, diarization: pd.DataFrame) -> s
     else:
         parts.append("(none)\n")
     parts += ["## Diarization", "", _md_table(diarization.drop(columns=["task", "status", "path"], errors="ignore"))]
+    if not diarization.empty:
+        legend = [f"`{c}`: {what}" for c, (what, *_) in DIARIZATION_EXTRA.items()]
+        parts += ["DER protocols: `der_%`, `miss_%`, `false_alarm_%` and `confusion_%` are scored as the row's "
+                  "`protocol` says (md-eval's collar on each side of every reference boundary); "
+                  + "; ".join(legend) + ".", ""]
     missing = missing_rows(verification, diarization)
     if not missing.empty:
         parts += ["## Missing", "", f"{len(missing)} expected result(s) have no file: a stage failed or did not run "

@@ -1,6 +1,8 @@
-# Config lookups and input functions shared by the rules; nothing else.
+# Config lookups, config checks and input/param functions shared by the rules: every helper of the workflow is here
+# (snakemake --lint: no functions in the rule files).
 import json
 import os
+import re
 
 from voxflow.report import summary as summary_lib
 
@@ -11,11 +13,15 @@ DEMO_DIR = f"{DATA}/demo"
 EXPERIMENTS = list(config["experiments"])
 STAGES = ["warmup", "margin", "finetune"]
 SCRIPTS = os.path.join(workflow.basedir, "scripts")
+# Where the conda envs' post-deploy scripts install voxflow from (envs/*.post-deploy.sh).
+os.environ.setdefault("VOXFLOW_SOURCE", workflow.basedir)
 
 
 def _known(kind, name, names):
     if name not in names:
-        raise ValueError(f"config: {kind} {name!r} is not defined; defined: {sorted(names)}")
+        raise ValueError(
+            f"config: {kind} {name!r} is not defined; defined: {sorted(names)}"
+        )
     return name
 
 
@@ -34,6 +40,13 @@ def as_json(obj):
     return json.dumps(obj, sort_keys=True)
 
 
+def untracked(value):
+    """A param the job gets but Snakemake does not record (a function of the input is a derived param, so a change
+    of it does not rerun the job): the scripts/ directory's absolute path, download URLs and mirrors.
+    """
+    return lambda wildcards, input: value
+
+
 def _under(path, root):
     path, root = os.path.abspath(path), os.path.abspath(root)
     return path == root or path.startswith(root + os.sep)
@@ -41,15 +54,35 @@ def _under(path, root):
 
 def source_input(path, corpus=None):
     """What makes a config path: the demo corpus rule, or the fetch of each downloaded corpus whose directory
-    ({data_dir}/corpora/<name>) holds it; ``corpus``'s own fetch when it has a download block."""
-    out = [DEMO_DIR] if config["demo"]["enabled"] and path and _under(path, DEMO_DIR) else []
+    ({data_dir}/corpora/<name>) holds it; ``corpus``'s own fetch when it has a download block.
+    """
+    out = (
+        [DEMO_DIR]
+        if config["demo"]["enabled"] and path and _under(path, DEMO_DIR)
+        else []
+    )
     for name, spec in config["corpora"].items():
-        if spec.get("download") and (name == corpus or (path and _under(path, f"{DATA}/corpora/{name}"))):
-            out.append(f"{DATA}/corpora/{name}/" + (".converted" if spec["download"].get("convert") else ".fetched"))
+        if spec.get("download") and (
+            name == corpus or (path and _under(path, f"{DATA}/corpora/{name}"))
+        ):
+            out.append(
+                f"{DATA}/corpora/{name}/"
+                + (".converted" if spec["download"].get("convert") else ".fetched")
+            )
     return out
 
 
-SHARED_TRAINING_KEYS = ["device", "seed", "model", "data", "optimizer", "scheduler", "clip_grad_norm", "amp", "init"]
+SHARED_TRAINING_KEYS = [
+    "device",
+    "seed",
+    "model",
+    "data",
+    "optimizer",
+    "scheduler",
+    "clip_grad_norm",
+    "amp",
+    "init",
+]
 
 
 def stage_config(exp, stage):
@@ -107,10 +140,22 @@ def backend_corpus():
 
 
 def final_outputs():
-    out = [f"{RESULTS}/summary.csv", f"{RESULTS}/summary.md", f"{RESULTS}/training_curves.png"]
+    out = [
+        f"{RESULTS}/summary.csv",
+        f"{RESULTS}/summary.md",
+        f"{RESULTS}/training_curves.png",
+    ]
     out += [f"{RESULTS}/det_{t}.png" for t in config["trial_sets"]]
-    out += [f"{RESULTS}/diarization_{d}.png" for d, spec in config["diarization_sets"].items() if spec["rttm_dir"]]
-    out += [f"{EXP}/{e}/diarization/{d}/hyp.rttm" for e in EXPERIMENTS for d in config["diarization_sets"]]
+    out += [
+        f"{RESULTS}/diarization_{d}.png"
+        for d, spec in config["diarization_sets"].items()
+        if spec["rttm_dir"]
+    ]
+    out += [
+        f"{EXP}/{e}/diarization/{d}/hyp.rttm"
+        for e in EXPERIMENTS
+        for d in config["diarization_sets"]
+    ]
     out += [f"{EXP}/{e}/model.onnx" for e in EXPERIMENTS]
     if config["cleaning"]["enabled"]:
         out.append(f"{RESULTS}/cleaning.md")
@@ -144,7 +189,10 @@ def _present(path, input):
 def _parquet_stat(path, mtime_ns, what):
     if what == "rows":
         return pq.ParquetFile(path).metadata.num_rows
-    return float(pq.read_table(path, columns=["duration_s"]).column(0).to_numpy().sum()) / 3600.0
+    return (
+        float(pq.read_table(path, columns=["duration_s"]).column(0).to_numpy().sum())
+        / 3600.0
+    )
 
 
 def manifest_hours(path, input=()):
@@ -166,7 +214,14 @@ def directory_gb(path, input=()):
         if any(not os.path.exists(f) for f in files):
             _present(path, files)
         return 0.0
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs) / 1e9
+    return (
+        sum(
+            os.path.getsize(os.path.join(d, f))
+            for d, _, fs in os.walk(path)
+            for f in fs
+        )
+        / 1e9
+    )
 
 
 def _stage_epochs(cfg, stages):
@@ -176,35 +231,55 @@ def _stage_epochs(cfg, stages):
 # Rule -> (what one unit is, its size from (wildcards, input)); rules with None have no size.
 RESOURCE_UNITS = {
     "manifest": None,
-    "shards": ("hour of training audio", lambda w, input: manifest_hours(input[0], input)),
+    "shards": (
+        "hour of training audio",
+        lambda w, input: manifest_hours(input[0], input),
+    ),
     "train_seed_model": (
         "hour of training audio x seed-model epoch",
-        lambda w, input: manifest_hours(input.utts, input) * _stage_epochs(config["cleaning"]["seed_model"], STAGES),
+        lambda w, input: manifest_hours(input.utts, input)
+        * _stage_epochs(config["cleaning"]["seed_model"], STAGES),
     ),
-    "embed_segments": ("hour of training audio", lambda w, input: manifest_hours(input.utts, input)),
+    "embed_segments": (
+        "hour of training audio",
+        lambda w, input: manifest_hours(input.utts, input),
+    ),
     "train_stage": (
         "hour of training audio x epoch of the stage / training process",
         lambda w, input: manifest_hours(input.utts, input)
         * _stage_epochs(config["experiments"][w.exp], [w.stage])
         / train_processes(w.exp)[0],
     ),
-    "embed": ("hour of the corpus's audio", lambda w, input: manifest_hours(input.utts, input)),
+    "embed": (
+        "hour of the corpus's audio",
+        lambda w, input: manifest_hours(input.utts, input),
+    ),
     "fit_backend": (
         "1000 embeddings fitted on",
-        lambda w, input: min(table_rows(input[0], input), config["backend_training"]["max_utts"]) / 1000.0,
+        lambda w, input: min(
+            table_rows(input[0], input), config["backend_training"]["max_utts"]
+        )
+        / 1000.0,
     ),
-    "score": ("1000 embeddings of the trial corpus", lambda w, input: table_rows(input.embeddings, input) / 1000.0),
+    "score": (
+        "1000 embeddings of the trial corpus",
+        lambda w, input: table_rows(input.embeddings, input) / 1000.0,
+    ),
     "diarize": (
         "GB of recordings",
-        lambda w, input: directory_gb(config["diarization_sets"][w.dset]["audio_dir"], input.audio),
+        lambda w, input: directory_gb(
+            config["diarization_sets"][w.dset]["audio_dir"], input.audio
+        ),
     ),
 }
 
 for _rule, _unit in RESOURCE_UNITS.items():
     for _key in ("mem_mb_per_unit", "runtime_per_unit"):
         if _unit is None and RES[_rule][_key]:
-            raise ValueError(f"config: resources.{_rule}.{_key}: rule {_rule} has no data size to scale with; "
-                             "set it to 0 and raise the base figure instead")
+            raise ValueError(
+                f"config: resources.{_rule}.{_key}: rule {_rule} has no data size to scale with; "
+                "set it to 0 and raise the base figure instead"
+            )
 
 
 def resource_request(rule, key, wildcards, input, attempt):
@@ -249,8 +324,245 @@ def _check_partitions():
     known = [p.rstrip("*") for p in out.stdout.split()]
     for rule, name in named.items():
         if name not in known:
-            raise ValueError(f"config: resources.{rule}.partition: {name!r}: no such partition on this cluster "
-                             f"(partitions: {', '.join(known) or 'none'})")
+            raise ValueError(
+                f"config: resources.{rule}.partition: {name!r}: no such partition on this cluster "
+                f"(partitions: {', '.join(known) or 'none'})"
+            )
 
 
 _check_partitions()
+
+
+# ---------------------------------------------------------------- downloads (fetch.smk)
+DOWNLOADS = {
+    c: s["download"] for c, s in config["corpora"].items() if s.get("download")
+}
+# The blocks reach the script as an untracked param: URLs and mirrors are no rerun trigger (checksums pin the
+# data), so moving to another mirror does not refetch, re-import and retrain.
+DOWNLOADS_JSON = as_json(DOWNLOADS)
+
+
+def fetch_identity(corpus):
+    """What the fetched files depend on: the block without mirrors, and without URLs a checksum pins."""
+    block = {
+        k: v for k, v in DOWNLOADS[corpus].items() if k not in ("mirrors", "convert")
+    }
+    if "files" in block:
+        block["files"] = [
+            {
+                k: v
+                for k, v in f.items()
+                if k != "url" or not (f.get("sha256") or f.get("md5"))
+            }
+            for f in block["files"]
+        ]
+    return as_json(block)
+
+
+def one_of(names):
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+# ---------------------------------------------------------------- corpora (corpus.smk)
+def manifest_sources(w):
+    """What makes a corpus's path and extra_paths (the input of rule manifest)."""
+    spec = config["corpora"][w.corpus]
+    paths = [spec["path"], *spec.get("extra_paths", [])]
+    return list(dict.fromkeys(x for p in paths for x in source_input(p, w.corpus)))
+
+
+# ---------------------------------------------------------------- validation pairs (validation.smk)
+VALIDATION = config["validation"]
+if VALIDATION["corpus"]:
+    _known("validation.corpus", VALIDATION["corpus"], config["corpora"])
+    if VALIDATION["corpus"] in config["train_corpora"]:
+        raise ValueError(
+            f"config: validation.corpus {VALIDATION['corpus']!r} is a training corpus; "
+            "validate on held-out speakers"
+        )
+
+
+def validation_inputs():
+    """The validation set of the training rules ({} without validation)."""
+    if not VALIDATION["corpus"]:
+        return {}
+    return {
+        "val_segments": f"{DATA}/validation/segments.parquet",
+        "val_pairs": f"{DATA}/validation/pairs.parquet",
+    }
+
+
+# ---------------------------------------------------------------- training, import, export (train.smk)
+# Experiment keys that say how the engine runs; every stage gets them.
+ENGINE_KEYS = [
+    "gpus",
+    "nproc",
+    "checkpoint_every_steps",
+    "log_every_steps",
+    "channels_last",
+    "compile",
+    "tensorboard",
+]
+
+
+def exclusions_input(wildcards):
+    return (
+        [f"{DATA}/cleaning/exclusions.parquet"] if config["cleaning"]["enabled"] else []
+    )
+
+
+def train_processes(exp):
+    """(processes, GPUs) of an experiment: `gpus` GPUs (1 on cuda by default), else `nproc` CPU processes."""
+    cfg = config["experiments"][exp]
+    device, gpus = cfg["device"], cfg.get("gpus")
+    if gpus is not None and gpus > 0:
+        if device == "cpu":
+            raise ValueError(
+                f"config: experiments.{exp}.gpus: {gpus} with device: cpu; set device: cuda "
+                "(or use nproc for several CPU processes)"
+            )
+        return gpus, gpus
+    if device.startswith("cuda"):
+        if gpus == 0:
+            raise ValueError(
+                f"config: experiments.{exp}.gpus: must be at least 1 with device: {device}"
+            )
+        return 1, 1
+    return cfg["nproc"], 0
+
+
+def train_launcher(exp):
+    n = train_processes(exp)[0]
+    return "python" if n == 1 else f"torchrun --standalone --nproc_per_node={n}"
+
+
+def train_stage_config(exp, stage):
+    cfg = config["experiments"][exp]
+    return {**stage_config(exp, stage), **{k: cfg[k] for k in ENGINE_KEYS if k in cfg}}
+
+
+def average_count(exp):
+    cfg = config["experiments"][exp]
+    return cfg.get("average", cfg["average_last"])
+
+
+def _check_init(exp, cfg):
+    """An experiment's init section against the rest of its config (README "Pretrained models in the workflow")."""
+    where = f"config: experiments.{exp}"
+    init = cfg.get("init")
+    if init is None:
+        if not exp_stages(exp):
+            raise ValueError(
+                f"{where}: no training stage with epochs > 0 and no init: nothing makes its model"
+            )
+        return
+    if "model" in cfg:
+        raise ValueError(
+            f"{where}.model: with init the network is the imported model's; remove model"
+        )
+    if cfg["untrained_baseline"]:
+        raise ValueError(
+            f"{where}.untrained_baseline: an experiment with init starts from pretrained weights and "
+            "has no untrained baseline; set it false"
+        )
+    if not init["path"] and init["from"] != "resemblyzer":
+        raise ValueError(
+            f"{where}.init.path: init from {init['from']} needs the model's path"
+        )
+
+
+if "init" in config["cleaning"].get("seed_model", {}):
+    raise ValueError(
+        "config: cleaning.seed_model.init: the seed model is trained from scratch; remove init"
+    )
+for _e, _cfg in config["experiments"].items():
+    _check_init(_e, _cfg)
+    train_processes(_e)
+    _best = [f"experiments.{_e}.select"] if _cfg["select"] == "best" else []
+    _best += [
+        f"experiments.{_e}.{s}.select"
+        for s in STAGES
+        if _cfg.get(s, {}).get("select") == "best"
+    ]
+    if _best and not config["validation"]["corpus"]:
+        raise ValueError(
+            f"config: {_best[0]}: best picks the epoch of lowest validation EER; set validation.corpus"
+        )
+
+
+def export_inputs(wildcards):
+    """The checkpoint to export (averaged training, or the import itself with no stages) and the import's meta."""
+    exp = wildcards.exp
+    out = {
+        "checkpoint": (
+            f"{EXP}/{exp}/avg_model.pt" if exp_stages(exp) else imported_model(exp)
+        )
+    }
+    if exp_init(exp):
+        out["meta"] = f"{EXP}/{exp}/imported/meta.json"
+    return out
+
+
+# ---------------------------------------------------------------- back-ends and calibration (score.smk)
+CAL = config["calibration"]
+CAL_SET = "calibration"  # the calibration trial list's name under scores/
+
+
+def calibration_corpus():
+    return CAL["corpus"] or backend_corpus()
+
+
+if CAL["enabled"]:
+    _known("calibration.corpus", calibration_corpus(), config["corpora"])
+    if CAL_SET in config["trial_sets"]:
+        raise ValueError(
+            f"config: trial_sets.{CAL_SET}: the name is reserved for the calibration trials; rename it"
+        )
+
+
+def scored_corpus(trials):
+    """The corpus a trial set's ids refer to."""
+    if CAL["enabled"] and trials == CAL_SET:
+        return calibration_corpus()
+    return config["trial_sets"][trials]["corpus"]
+
+
+def trials_table(wildcards):
+    if CAL["enabled"] and wildcards.trials == CAL_SET:
+        return f"{DATA}/calibration/trials.parquet"
+    return f"{DATA}/trials/{wildcards.trials}.parquet"
+
+
+def calibrate_inputs(w):
+    inputs = {
+        "cal_scores": f"{EXP}/{w.system}/scores/{CAL_SET}/{w.backend}.parquet",
+        "scores": f"{EXP}/{w.system}/scores/{w.trials}/{w.backend}.parquet",
+    }
+    corpora = {"cal_": calibration_corpus(), "": scored_corpus(w.trials)}
+    for prefix, corpus in corpora.items():
+        if "duration" in CAL["quality"]:
+            inputs[f"{prefix}utterances"] = f"{DATA}/manifests/{corpus}.parquet"
+        if "norm" in CAL["quality"]:
+            inputs[f"{prefix}embeddings"] = (
+                f"{EXP}/{w.system}/embeddings/{corpus}.parquet"
+            )
+    return inputs
+
+
+def quality_args(w, input):
+    import shlex
+
+    args = [f"--quality {' '.join(CAL['quality'])}"] if CAL["quality"] else []
+    args += [
+        f"--{k.replace('_', '-')} {shlex.quote(str(v))}"
+        for k, v in input.items()
+        if k not in ("cal_scores", "scores")
+    ]
+    return " ".join(args)
+
+
+# ---------------------------------------------------------------- diarization (diarize.smk)
+def speaker_count_table():
+    """What makes the table file of diarization.num_speakers (an input of rule diarize), else nothing."""
+    n = config["diarization"].get("num_speakers")
+    return [] if n is None or isinstance(n, int) or n == "oracle" else source_input(n)

@@ -1,12 +1,6 @@
 # Diarization: VAD (energy, silero, oracle) -> 1.5 s sub-segments -> embeddings -> clustering (spectral, ahc) -> RTTM -> DER.
 
 
-def speaker_count_table():
-    """What makes the table file of diarization.num_speakers (an input of rule diarize), else nothing."""
-    n = config["diarization"].get("num_speakers")
-    return [] if n is None or isinstance(n, int) or n == "oracle" else source_input(n)
-
-
 rule diarize:
     input:
         model=f"{EXP}/{{exp}}/model.ts",
@@ -16,31 +10,28 @@ rule diarize:
     output:
         rttm=f"{EXP}/{{exp}}/diarization/{{dset}}/hyp.rttm",
         turns=f"{EXP}/{{exp}}/diarization/{{dset}}/turns.parquet",
+    log:
+        "logs/diarize/{exp}_{dset}.log",
+    benchmark:
+        "logs/bench/diarize_{exp}_{dset}.tsv"
+    wildcard_constraints:
+        exp="|".join(EXPERIMENTS),
+    conda:
+        "../../envs/voxflow.yaml"
     threads: job_cpus("diarize")
     resources:
-        gpu=int(config["embedding"]["device"].startswith("cuda")),
         **job_resources("diarize"),
+        gpu=int(config["embedding"]["device"].startswith("cuda")),
     params:
         audio_dir=lambda w: config["diarization_sets"][w.dset]["audio_dir"],
         ref_dir=lambda w: config["diarization_sets"][w.dset]["rttm_dir"],
         cfg=as_json(config["diarization"]),
         device=config["embedding"]["device"],
-    wildcard_constraints:
-        exp="|".join(EXPERIMENTS),
-    log:
-        "logs/diarize/{exp}_{dset}.log",
-    benchmark:
-        "logs/bench/diarize_{exp}_{dset}.tsv"
+        scripts=untracked(SCRIPTS),
     shell:
-        "python {SCRIPTS}/diarize.py --model {input.model} --audio-dir {params.audio_dir:q}"
+        "python {params.scripts}/diarize.py --model {input.model} --audio-dir {params.audio_dir:q}"
         " --ref-dir={params.ref_dir:q} --config {params.cfg:q} --device {params.device} --set-name {wildcards.dset}"
         " --rttm {output.rttm} --turns {output.turns} > {log} 2>&1"
-
-
-def speaker_count_table():
-    """The table file of diarization.num_speakers (an input of rule diarize), else nothing."""
-    n = config["diarization"].get("num_speakers")
-    return [] if n is None or isinstance(n, int) or n == "oracle" else source_input(n)
 
 
 rule der:
@@ -51,19 +42,22 @@ rule der:
         uem=lambda w: source_input(config["diarization_sets"][w.dset]["uem_dir"]),
     output:
         f"{EXP}/{{exp}}/diarization/{{dset}}/der.json",
+    log:
+        "logs/der/{exp}_{dset}.log",
+    benchmark:
+        "logs/bench/der_{exp}_{dset}.tsv"
+    wildcard_constraints:
+        exp="|".join(EXPERIMENTS),
+    conda:
+        "../../envs/voxflow.yaml"
     params:
         ref_dir=lambda w: config["diarization_sets"][w.dset]["rttm_dir"],
         audio_dir=lambda w: config["diarization_sets"][w.dset]["audio_dir"],
         uem=lambda w: config["diarization_sets"][w.dset]["uem_dir"],
         collar=config["diarization"]["collar"],
-    wildcard_constraints:
-        exp="|".join(EXPERIMENTS),
-    log:
-        "logs/der/{exp}_{dset}.log",
-    benchmark:
-        "logs/bench/der_{exp}_{dset}.tsv"
+        scripts=untracked(SCRIPTS),
     shell:
-        "python {SCRIPTS}/der.py --hyp {input.hyp} --ref-dir {params.ref_dir:q} --audio-dir {params.audio_dir:q}"
+        "python {params.scripts}/der.py --hyp {input.hyp} --ref-dir {params.ref_dir:q} --audio-dir {params.audio_dir:q}"
         " --uem={params.uem:q} --collar {params.collar}"
         " --out {output} > {log} 2>&1"
 
@@ -73,14 +67,21 @@ rule diarization_plot:
         hyps=lambda w: [f"{EXP}/{e}/diarization/{w.dset}/hyp.rttm" for e in EXPERIMENTS],
         ref=lambda w: source_input(config["diarization_sets"][w.dset]["rttm_dir"]),
     output:
-        report(f"{RESULTS}/diarization_{{dset}}.png", caption="../report/diarization.rst", category="Diarization"),
-    params:
-        ref_dir=lambda w: config["diarization_sets"][w.dset]["rttm_dir"],
-        names=" ".join(EXPERIMENTS),
+        report(
+            f"{RESULTS}/diarization_{{dset}}.png",
+            caption="../report/diarization.rst",
+            category="Diarization",
+        ),
     log:
         "logs/diarization_plot/{dset}.log",
     benchmark:
         "logs/bench/diarization_plot_{dset}.tsv"
+    conda:
+        "../../envs/scoring.yaml"
+    params:
+        ref_dir=lambda w: config["diarization_sets"][w.dset]["rttm_dir"],
+        names=" ".join(EXPERIMENTS),
+        scripts=untracked(SCRIPTS),
     shell:
-        "python {SCRIPTS}/diarization_plot.py --ref-dir {params.ref_dir:q} --names {params.names}"
+        "python {params.scripts}/diarization_plot.py --ref-dir {params.ref_dir:q} --names {params.names}"
         " --hyps {input.hyps} --out {output} > {log} 2>&1"

@@ -7,16 +7,19 @@ rule embed:
         utts=f"{DATA}/manifests/{{corpus}}.parquet",
     output:
         f"{EXP}/{{system}}/embeddings/{{corpus}}.parquet",
-    params:
-        cfg=as_json(config["embedding"]),
-    threads: job_cpus("embed")
-    resources:
-        gpu=int(config["embedding"]["device"].startswith("cuda")),
-        **job_resources("embed"),
     log:
         "logs/embed/{system}_{corpus}.log",
     benchmark:
         "logs/bench/embed_{system}_{corpus}.tsv"
+    conda:
+        "../../envs/voxflow.yaml"
+    threads: job_cpus("embed")
+    resources:
+        **job_resources("embed"),
+        gpu=int(config["embedding"]["device"].startswith("cuda")),
+    params:
+        cfg=as_json(config["embedding"]),
+        scripts=untracked(SCRIPTS),
     shell:
-        "python {SCRIPTS}/embed.py utterances --model {input.model} --utterances {input.utts}"
+        "python {params.scripts}/embed.py utterances --model {input.model} --utterances {input.utts}"
         " --config {params.cfg:q} --out {output} > {log} 2>&1"

@@ -6,16 +6,19 @@ rule shards:
         f"{DATA}/train/utterances.parquet",
     output:
         directory(f"{DATA}/shards/train"),
-    params:
-        cfg=as_json(config["shards"]),
-        seed=config["seed"],
-    threads: config["shards"]["jobs"]
-    resources:
-        **job_resources("shards"),
     log:
         "logs/shards.log",
     benchmark:
         "logs/bench/shards.tsv"
+    conda:
+        "../../envs/voxflow.yaml"
+    threads: config["shards"]["jobs"]
+    resources:
+        **job_resources("shards"),
+    params:
+        cfg=as_json(config["shards"]),
+        seed=config["seed"],
+        scripts=untracked(SCRIPTS),
     shell:
-        "python {SCRIPTS}/make_shards.py --utterances {input} --out {output} --config {params.cfg:q}"
+        "python {params.scripts}/make_shards.py --utterances {input} --out {output} --config {params.cfg:q}"
         " --seed {params.seed} > {log} 2>&1"
