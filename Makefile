@@ -25,7 +25,7 @@ test: $(STAMP)
 	  echo "ffmpeg missing: the m4a conversion test will be skipped"
 	snakemake --lint  # exits non-zero on any finding
 	snakefmt --check Snakefile workflow/rules/
-	python -m pytest -q
+	python -m pytest -q --durations=20
 
 clean-results:
 	rm -rf results exp data logs .snakemake
