@@ -29,7 +29,8 @@ def main():
         cfg = json_arg(args.config, "--config")
         model, meta = load_torchscript(args.model)
         embedder = Embedder(model, meta, device=cfg.get("device", "cpu"), batch_size=cfg.get("batch_size", 64))
-        ids, matrix = embed_utterances(embedder, utts, cfg.get("window_s", 2.0), cfg.get("hop_s", 0.5),
+        # window_s / hop_s null: the model's own SEA settings (see Embedder.sea)
+        ids, matrix = embed_utterances(embedder, utts, cfg.get("window_s"), cfg.get("hop_s"),
                                        mode=cfg.get("mode", "sea"))
         spk = utts.set_index("utt_id").loc[ids, "spk_id"].tolist()
         write_embeddings(ids, matrix, args.model, args.out, spk_id=spk)

@@ -22,6 +22,7 @@ def pretrained_config() -> dict:
     cfg["diarization_sets"] = {}
     cfg["backends"] = {"cosine": {"type": "cosine"}}
     cfg["backend_training"]["corpus"] = "demo_test"  # plain cosine fits nothing: spare embedding demo_dev
+    cfg["embedding"].update(window_s=None, hop_s=None)  # each model's own SEA settings
     ft = {"epochs": 1, "head": {"name": "aamsoftmax", "scale": 32.0, "margin": 0.2}}
     cfg["experiments"] = {
         "rz": {"init": {"from": "resemblyzer"}},
