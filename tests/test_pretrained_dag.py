@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from test_workflow import planned_jobs, snakemake, tiny_config, write_config
+from test_workflow import planned_jobs, run_workflow, snakemake, tiny_config, write_config
 
 pytest.importorskip("resemblyzer")
 pytestmark = pytest.mark.workflow
@@ -34,11 +34,7 @@ def pretrained_config() -> dict:
 
 @pytest.fixture(scope="module")
 def pretrained_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("wf_pretrained")
-    cfg = pretrained_config()
-    write_config(workdir, cfg)
-    snakemake(workdir)
-    return workdir, cfg
+    return run_workflow(tmp_path_factory.mktemp("wf_pretrained"), pretrained_config())
 
 
 def test_imported_model_scored_as_is(pretrained_run):

@@ -79,13 +79,16 @@ def end_to_end_config() -> dict:
     return cfg
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("wf")
-    cfg = end_to_end_config()
+def run_workflow(workdir: Path, cfg: dict) -> tuple[Path, dict]:
+    """Write ``cfg`` into ``workdir`` and run the whole workflow there (a module fixture's body)."""
     write_config(workdir, cfg)
     snakemake(workdir)
     return workdir, cfg
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    return run_workflow(tmp_path_factory.mktemp("wf"), end_to_end_config())
 
 
 def test_every_output_exists_and_parses(finished_run):
