@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -75,3 +76,15 @@ def test_blockwise_file_gives_the_whole_file_turns(tmp_path):
     assert whole.equals(blocks)
     split = diarize_file(path, SR, "talk", embed, num_speakers=2, chunk=3, block_s=len(x) / SR / 2 + 0.01)
     assert split.speaker.nunique() == 2 and abs(split.duration.sum() - whole.duration.sum()) < 0.5
+
+
+def test_spectral_auto_pruning_recovers_separated_clusters():
+    from voxflow.cluster.spectral import spectral_cluster
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(3, 16))
+    truth = np.repeat(np.arange(3), [30, 20, 40])
+    X = centres[truth] + 0.1 * rng.normal(size=(90, 16))
+    labels = spectral_cluster(X, p_pruning="auto", max_speakers=8)
+    assert len(np.unique(labels)) == 3 and (pd.crosstab(labels, truth).to_numpy() > 0).sum() == 3
+    assert len(np.unique(spectral_cluster(X, p_pruning="auto", num_speakers=2))) == 2

@@ -39,14 +39,42 @@ def cmd_diarize(args) -> None:
     from voxflow.diarize.rttm import write_rttm
     from voxflow.diarize.run import diarize_files
 
-    cfg = {"vad": args.vad, "clustering": {"name": args.clustering, **({} if args.ahc_threshold is None else
-                                                                        {"threshold": args.ahc_threshold})},
-           "num_speakers": args.num_speakers, "min_speakers": args.min_speakers, "max_speakers": args.max_speakers,
-           "subseg_cmn": args.subseg_cmn}
-    rttms = {Path(args.audio).stem: args.ref_rttm} if args.ref_rttm else None
-    turns = diarize_files(_embedder(args.model, args.device), [args.audio], cfg, rttms, where=args.audio)
+    turns = diarize_files(_embedder(args.model, args.device), [args.audio], diarize_config(args),
+                          {Path(args.audio).stem: args.ref_rttm} if args.ref_rttm else None, where=args.audio)
     write_rttm(turns, args.rttm)
     print(f"{turns.speaker.nunique()} speakers, {len(turns)} turns -> {args.rttm}")
+
+
+# diarize flags that set a clustering setting of the config (flag dest -> setting)
+CLUSTER_FLAGS = {"p_pruning": "p_pruning", "min_neighbors": "min_neighbors", "ahc_threshold": "threshold",
+                 "min_cluster_size": "min_cluster_size", "umap_neighbors": "n_neighbors",
+                 "umap_components": "n_components", "umap_min_dist": "min_dist", "merge_threshold": "merge_threshold"}
+
+
+def _setting(text: str, flag: str) -> tuple[str, object]:
+    """``key=value`` of a --vad-setting / --cluster-setting flag, the value read as YAML (number, bool, text)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise VoxflowError(f"{flag} {text!r}: expected KEY=VALUE, e.g. {flag} threshold=0.3")
+    return key.strip(), yaml.safe_load(value)
+
+
+def diarize_config(args) -> dict:
+    """The diarization config section the diarize command's flags describe."""
+    vad = {"name": args.vad, **dict(_setting(t, "--vad-setting") for t in args.vad_setting)}
+    clustering = {"name": args.clustering, **dict(_setting(t, "--cluster-setting") for t in args.cluster_setting)}
+    for dest, key in CLUSTER_FLAGS.items():
+        value = getattr(args, dest)
+        if value is not None:
+            clustering[key] = value if dest != "p_pruning" or value == "auto" else float(value)
+    cfg = {"vad": vad, "clustering": clustering, "num_speakers": args.num_speakers, "min_speakers": args.min_speakers,
+           "max_speakers": args.max_speakers, "subseg_cmn": args.subseg_cmn, "window_s": args.window_s,
+           "shift_s": args.shift_s, "block_s": args.block_s, "overlap": args.overlap}
+    if args.overlap_margin is not None:
+        cfg["overlap_margin"] = args.overlap_margin
+    return cfg
 
 
 def cmd_summarize(args) -> None:
@@ -90,14 +118,30 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rttm", required=True)
     d.add_argument("--vad", choices=["energy", "silero", "oracle"], default="energy",
                    help="speech detection (oracle: the --ref-rttm turns)")
-    d.add_argument("--clustering", choices=["spectral", "ahc"], default="spectral")
-    d.add_argument("--ahc-threshold", type=float, help="AHC stop: cosine distance (default 0.5)")
+    d.add_argument("--vad-setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the VAD, e.g. threshold=0.3 (silero), threshold_db=-30 (energy); repeatable")
+    d.add_argument("--clustering", choices=["spectral", "ahc", "umap_hdbscan"], default="spectral")
+    d.add_argument("--p-pruning", help="spectral: fraction of neighbours kept per row, or auto (NME-SC)")
+    d.add_argument("--min-neighbors", type=int, help="spectral: at least this many neighbours per row (10)")
+    d.add_argument("--ahc-threshold", type=float, help="ahc: stop at this cosine distance (0.5)")
+    d.add_argument("--min-cluster-size", type=int, help="ahc / umap_hdbscan: smaller clusters are no speakers (4)")
+    d.add_argument("--umap-neighbors", type=int, help="umap_hdbscan: UMAP n_neighbors (16)")
+    d.add_argument("--umap-components", type=int, help="umap_hdbscan: UMAP dimensions (32)")
+    d.add_argument("--umap-min-dist", type=float, help="umap_hdbscan: UMAP min_dist (0.05)")
+    d.add_argument("--merge-threshold", type=float, help="umap_hdbscan: merge clusters closer than this (0.3)")
+    d.add_argument("--cluster-setting", action="append", default=[], metavar="KEY=VALUE",
+                   help="any clustering setting of the config, e.g. seed=1; repeatable")
     d.add_argument("--ref-rttm", help="reference RTTM of the recording, for --vad oracle / --num-speakers oracle")
     d.add_argument("--num-speakers", help="an integer, oracle (from --ref-rttm) or a table '<recording> <count>'")
     d.add_argument("--min-speakers", type=int, default=1)
     d.add_argument("--max-speakers", type=int, default=8)
     d.add_argument("--subseg-cmn", action=argparse.BooleanOptionalAction, default=True,
                    help="CMN per sub-segment (default) or per VAD region")
+    d.add_argument("--window-s", type=float, default=1.5, help="sub-segment length")
+    d.add_argument("--shift-s", type=float, default=0.75, help="sub-segment shift")
+    d.add_argument("--block-s", type=float, default=600.0, help="seconds of audio read and VAD-ed at a time")
+    d.add_argument("--overlap", action="store_true", help="overlap assignment: turns of two speakers may overlap")
+    d.add_argument("--overlap-margin", type=float, help="overlap: how much less similar the second speaker may be")
     for p in (e, v, d):
         p.add_argument("--device", default="cpu")
     for p in (e, v):

@@ -9,6 +9,7 @@
 3. Symmetrise: A <- (A + A^T) / 2.
 4. Unnormalised Laplacian L = D - A (as Wespeaker), eigenvalues ascending.
 5. Number of speakers k = argmax_{min <= k <= max} (lambda_{k+1} - lambda_k) unless given.
+   ``p_pruning="auto"``: steps 2-5 for a range of neighbour counts, keeping the one NME-SC prefers.
 6. Euclidean K-means on the rows of the first k eigenvectors.
 """
 
@@ -29,29 +30,61 @@ DENSE_MAX = 2000  # above this many segments the eigenproblem is solved sparsely
 
 def num_neighbors(n: int, p_pruning: float = 0.01, min_neighbors: int = 10) -> int:
     """Neighbours kept per row: max(ceil(p * n), min(min_neighbors, n // 3)), within [1, n - 1]."""
-    if not 0.0 < p_pruning <= 1.0:
-        raise VoxflowError(f"p_pruning={p_pruning!r} must lie in (0, 1]")
+    if isinstance(p_pruning, str) or not 0.0 < p_pruning <= 1.0:
+        raise VoxflowError(f"p_pruning={p_pruning!r} must lie in (0, 1] (or be 'auto' in spectral_cluster)")
     return max(min(max(math.ceil(p_pruning * n), min(min_neighbors, n // 3)), n - 1), 1)
 
 
-def pruned_affinity(X, p_pruning: float = 0.01, min_neighbors: int = 10, sparse: bool = False):
+def pruned_affinity(X, p_pruning: float = 0.01, min_neighbors: int = 10, sparse: bool = False, n_keep=None):
     """Binarised, symmetrised nearest-neighbour cosine affinity (steps 1-3 above), zero diagonal.
 
     Dense ndarray by default, ``scipy.sparse`` CSR with ``sparse=True``. Similarities are computed in
-    row blocks, so memory is O(N * block) besides the graph.
+    row blocks, so memory is O(N * block) besides the graph. ``n_keep`` overrides the neighbour count.
     """
-    Xn = normalize_rows(X)
+    cols = _neighbors(normalize_rows(X), n_keep or num_neighbors(len(X), p_pruning, min_neighbors))
+    A = _graph(cols)
+    return A if sparse else A.toarray()
+
+
+def _neighbors(Xn: np.ndarray, n_keep: int) -> np.ndarray:
+    """(N, n_keep) indices of each row's most cosine-similar other rows, most similar first."""
     n = Xn.shape[0]
-    n_keep = num_neighbors(n, p_pruning, min_neighbors)
     cols = np.empty((n, n_keep), dtype=np.int64)
     block = 1024
     for b in range(0, n, block):
         S = Xn[b : b + block] @ Xn.T
         S[np.arange(S.shape[0]), np.arange(b, b + S.shape[0])] = -np.inf  # never one's own neighbour
-        cols[b : b + block] = np.argpartition(-S, n_keep - 1, axis=1)[:, :n_keep]
-    A = scipy.sparse.csr_matrix((np.ones(n * n_keep), (np.repeat(np.arange(n), n_keep), cols.ravel())), shape=(n, n))
-    A = (0.5 * (A + A.T)).tocsr()
-    return A if sparse else A.toarray()
+        part = np.argpartition(-S, n_keep - 1, axis=1)[:, :n_keep]
+        order = np.argsort(-np.take_along_axis(S, part, axis=1), axis=1, kind="stable")
+        cols[b : b + block] = np.take_along_axis(part, order, axis=1)
+    return cols
+
+
+def _graph(cols: np.ndarray):
+    """Symmetrised binary graph (sparse CSR) linking each row to the columns ``cols`` of its row."""
+    n, k = cols.shape
+    A = scipy.sparse.csr_matrix((np.ones(n * k), (np.repeat(np.arange(n), k), cols.ravel())), shape=(n, n))
+    return (0.5 * (A + A.T)).tocsr()
+
+
+def auto_pruning(X, max_speakers: int, max_fraction: float = 0.25, steps: int = 20, seed: int = 0):
+    """NME-SC (Park et al., IEEE SPL 2020): the neighbour count p (of up to ``steps`` values in
+    [1, ``max_fraction`` x N]) minimising p / g_p, where g_p is the largest eigengap among the first
+    ``max_speakers`` + 1 Laplacian eigenvalues of the p-pruned graph, normalised by its largest eigenvalue.
+    Returns (sparse graph, its smallest eigenvalues and eigenvectors) at that p."""
+    Xn = normalize_rows(X)
+    n = Xn.shape[0]
+    top = max(min(int(max_fraction * n), n - 1), 1)
+    cols = _neighbors(Xn, top)
+    best = None
+    for p in np.unique(np.linspace(1, top, min(steps, top)).round().astype(int)):
+        A = _graph(cols[:, :p])
+        vals, vecs = _smallest_eigh(A, min(max_speakers, n - 1) + 1, seed)
+        lam_max = 2.0 * float(np.asarray(A.sum(axis=1)).max())  # Gershgorin bound of the Laplacian's top eigenvalue
+        ratio = p / (np.diff(vals).max() / lam_max + 1e-10)
+        if best is None or ratio < best[0]:
+            best = (ratio, A, vals, vecs)
+    return best[1:]
 
 
 def _smallest_eigh(A, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,13 +115,14 @@ def spectral_cluster(
     num_speakers: int | None = None,
     min_speakers: int = 1,
     max_speakers: int = 10,
-    p_pruning: float = 0.01,
+    p_pruning: float | str = 0.01,
     seed: int = 0,
     min_neighbors: int = 10,
 ) -> np.ndarray:
     """Cluster (N, D) embeddings into speakers; returns integer labels (N,) numbered 0..k-1
     in order of first appearance.
 
+    ``p_pruning`` "auto" chooses the neighbour count per recording by NME-SC (:func:`auto_pruning`) instead.
     N < 3 is too small for a graph: each segment becomes its own speaker if ``num_speakers`` or
     ``min_speakers`` demands it, otherwise all share one label.
     """
@@ -100,13 +134,13 @@ def spectral_cluster(
         k = min(num_speakers if num_speakers is not None else min_speakers, n)
         return np.arange(n, dtype=np.int64) if k == n else np.zeros(n, dtype=np.int64)
 
-    A = pruned_affinity(X, p_pruning, min_neighbors, sparse=True)
-    if num_speakers is not None:
-        k = min(num_speakers, n)
-        vals, vecs = _smallest_eigh(A, k, seed)
+    if p_pruning == "auto":
+        _, vals, vecs = auto_pruning(X, max(max_speakers, num_speakers or 1), seed=seed)
     else:
-        vals, vecs = _smallest_eigh(A, min(max_speakers, n - 1) + 1, seed)
-        k = estimate_num_speakers(vals, min_speakers, max_speakers)
+        A = pruned_affinity(X, p_pruning, min_neighbors, sparse=True)
+        m = min(num_speakers, n) if num_speakers is not None else min(max_speakers, n - 1) + 1
+        vals, vecs = _smallest_eigh(A, m, seed)
+    k = min(num_speakers, n) if num_speakers is not None else estimate_num_speakers(vals, min_speakers, max_speakers)
     if k == 1:
         return np.zeros(n, dtype=np.int64)
     labels, _ = kmeans(vecs[:, :k], k, n_init=10, seed=seed)

@@ -11,6 +11,7 @@ import pandas as pd
 from voxflow.cluster.ahc import ahc_cluster
 from voxflow.cluster.spectral import spectral_cluster
 from voxflow.cluster.umap_hdbscan import umap_hdbscan_cluster
+from voxflow.diarize.overlap import merge_pieces, second_speakers
 from voxflow.diarize.subsegment import subsegments
 from voxflow.diarize.vad import speech_regions
 from voxflow.errors import VoxflowError
@@ -21,29 +22,37 @@ SUBSEGMENT_COLUMNS = ["file_id", "start", "end", "label", "speaker"]
 
 
 def subsegments_to_turns(
-    starts: Sequence[float], ends: Sequence[float], labels: Sequence[int], file_id: str, merge_gap_s: float = 1e-3
+    starts: Sequence[float], ends: Sequence[float], labels: Sequence[int], file_id: str, merge_gap_s: float = 1e-3,
+    second: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """Non-overlapping speaker turns from labelled, possibly overlapping sub-segments.
+    """Speaker turns from labelled, possibly overlapping sub-segments.
 
     Sub-segments are taken in time order; where one overlaps the next, the overlap is split at its
     midpoint. Consecutive pieces of the same speaker separated by less than ``merge_gap_s`` are merged.
-    Labels become ``spk<label>``.
+    Labels become ``spk<label>``. ``second`` (overlap assignment; -1 = none) gives each sub-segment's piece a
+    second speaker too, so turns of two speakers may then overlap.
     """
     s = np.asarray(starts, dtype=np.float64)
     e = np.asarray(ends, dtype=np.float64)
     lab = np.asarray(labels)
-    if not (s.shape == e.shape == lab.shape and s.ndim == 1):
-        raise VoxflowError(f"starts/ends/labels must be equal-length 1-D, got {s.shape}, {e.shape}, {lab.shape}")
+    two = np.full(len(lab), -1) if second is None else np.asarray(second)
+    if not (s.shape == e.shape == lab.shape == two.shape and s.ndim == 1):
+        raise VoxflowError(f"starts/ends/labels/second must be equal-length 1-D, got {s.shape}, {e.shape}, "
+                           f"{lab.shape}, {two.shape}")
     if len(s) == 0:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(TURN_COLUMNS, [str, float, float, str])})
     order = np.lexsort((e, s))
-    s, e, lab = s[order].copy(), e[order].copy(), lab[order]
+    s, e, lab, two = s[order].copy(), e[order].copy(), lab[order], two[order]
     for i in range(len(s) - 1):
         if e[i] > s[i + 1]:
             mid = 0.5 * (s[i + 1] + e[i])
             e[i], s[i + 1] = mid, mid
     turns: list[list] = []
-    for a, b, k in zip(s.tolist(), e.tolist(), lab.tolist()):
+    if (two >= 0).any():
+        pieces = [(a, b, k) for a, b, k in zip(s.tolist(), e.tolist(), lab.tolist())]
+        pieces += [(a, b, k) for a, b, k in zip(s.tolist(), e.tolist(), two.tolist()) if k >= 0]
+        turns = [list(p) for p in merge_pieces(pieces, merge_gap_s)]
+    for a, b, k in zip(s.tolist(), e.tolist(), lab.tolist()) if not turns else []:
         if b <= a:
             continue  # a window swallowed by its neighbours' midpoints
         if turns and turns[-1][2] == k and a - turns[-1][1] < merge_gap_s:
@@ -119,14 +128,14 @@ def _check_args(clustering: str, cluster_kwargs) -> dict:
     return cluster_kwargs
 
 
-def _embed_and_cluster(read, sr, duration_s, regions, file_id, embed_fn, window_s, shift_s, num_speakers,
-                       max_speakers, cluster_kwargs, clustering, min_speakers, subseg_cmn, chunk):
-    """Steps after the VAD, shared by the in-memory and the block-wise paths; returns (turns, sub-segments)."""
+def embed_subsegments(read, sr: int, duration_s: float, regions, embed_fn, window_s: float = 1.5,
+                      shift_s: float = 0.75, subseg_cmn: bool = True, chunk: int = EMBED_CHUNK, file_id: str = ""):
+    """(sub-segments [(start, end)], (N, D) embeddings) of the speech ``regions`` of a recording read by
+    ``read(first_sample, end_sample)``; ``embed_fn`` as in :func:`diarize`."""
     regions = [(a, min(b, duration_s)) for a, b in regions if a < duration_s]
     segs = subsegments(regions, window_s, shift_s)
     if not segs:
-        empty = subsegments_to_turns([], [], [], file_id)
-        return empty, pd.DataFrame({c: [] for c in SUBSEGMENT_COLUMNS})
+        return segs, np.zeros((0, 0))
     if callable(embed_fn):
         if not subseg_cmn:
             raise VoxflowError("subseg_cmn=False needs an Embedder (features per VAD region), not a function")
@@ -136,16 +145,50 @@ def _embed_and_cluster(read, sr, duration_s, regions, file_id, embed_fn, window_
     emb = np.asarray(emb)
     if emb.ndim != 2 or emb.shape[0] != len(segs):
         raise VoxflowError(f"{file_id}: embed_fn returned shape {emb.shape} for {len(segs)} sub-segments; need (N, D)")
+    return segs, emb
+
+
+def cluster_subsegments(segs, emb, file_id: str, clustering: str = "spectral", num_speakers: int | None = None,
+                        min_speakers: int = 1, max_speakers: int = 10, cluster_kwargs: dict | None = None,
+                        overlap_margin: float | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(turns, sub-segment table) from sub-segments ``segs`` and their embeddings: clustering as in
+    :func:`diarize`; ``overlap_margin`` (None: off) turns on overlap assignment
+    (:func:`voxflow.diarize.overlap.second_speakers`)."""
+    if not segs:
+        empty = subsegments_to_turns([], [], [], file_id)
+        return empty, pd.DataFrame({c: [] for c in SUBSEGMENT_COLUMNS})
+    cluster_kwargs = _check_args(clustering, cluster_kwargs)
     labels = CLUSTERING[clustering](
         emb, num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers, **cluster_kwargs
     )
+    second = None if overlap_margin is None else second_speakers(emb, labels, overlap_margin)
     starts = [a for a, _ in segs]
     ends = [b for _, b in segs]
     table = pd.DataFrame(
         {"file_id": file_id, "start": starts, "end": ends, "label": labels, "speaker": [f"spk{k}" for k in labels]},
         columns=SUBSEGMENT_COLUMNS,
     )
-    return subsegments_to_turns(starts, ends, labels, file_id), table
+    if second is not None:
+        table["second"] = second
+    return subsegments_to_turns(starts, ends, labels, file_id, second=second), table
+
+
+def _embed_and_cluster(read, sr, duration_s, regions, file_id, embed_fn, a) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Steps after the VAD, shared by the in-memory and the block-wise paths; ``a``: diarize_detailed's
+    arguments by name."""
+    segs, emb = embed_subsegments(read, sr, duration_s, regions, embed_fn, a["window_s"], a["shift_s"],
+                                  a["subseg_cmn"], a["chunk"], file_id)
+    return cluster_subsegments(segs, emb, file_id, a["clustering"], a["num_speakers"], a["min_speakers"],
+                               a["max_speakers"], a["cluster_kwargs"], a["overlap_margin"])
+
+
+def _arguments(*args, **kwargs) -> dict:
+    """diarize_detailed's arguments by name, defaults filled in, checked."""
+    bound = inspect.signature(diarize_detailed).bind(*args, **kwargs)
+    bound.apply_defaults()
+    a = dict(bound.arguments)
+    a["cluster_kwargs"] = _check_args(a["clustering"], a["cluster_kwargs"])
+    return a
 
 
 def diarize_detailed(
@@ -166,15 +209,18 @@ def diarize_detailed(
     subseg_cmn: bool = True,
     ref_turns: pd.DataFrame | None = None,
     chunk: int = EMBED_CHUNK,
+    overlap_margin: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Like :func:`diarize` but also returns the sub-segment table (file_id, start, end, label, speaker)."""
+    """Like :func:`diarize` but also returns the sub-segment table (file_id, start, end, label, speaker; with
+    overlap assignment also ``second``, the second speaker's label or -1)."""
+    a = _arguments(wav, sr, file_id, embed_fn, window_s, shift_s, num_speakers, max_speakers, vad_kwargs,
+                   cluster_kwargs, vad=vad, clustering=clustering, min_speakers=min_speakers, subseg_cmn=subseg_cmn,
+                   ref_turns=ref_turns, chunk=chunk, overlap_margin=overlap_margin)
     wav = np.asarray(wav)
     if wav.ndim != 1:
         raise VoxflowError(f"{file_id}: expected a mono 1-D waveform, got shape {wav.shape}")
-    cluster_kwargs = _check_args(clustering, cluster_kwargs)
     regions = speech_regions(wav, sr, vad, ref_turns, **(vad_kwargs or {}))
-    return _embed_and_cluster(_reader(wav), sr, len(wav) / sr, regions, file_id, embed_fn, window_s, shift_s,
-                              num_speakers, max_speakers, cluster_kwargs, clustering, min_speakers, subseg_cmn, chunk)
+    return _embed_and_cluster(_reader(wav), sr, len(wav) / sr, regions, file_id, embed_fn, a)
 
 
 def blockwise_speech_regions(snd, vad: str = "energy", ref_turns=None, block_s: float = BLOCK_S,
@@ -215,19 +261,14 @@ def diarize_file(path, sr: int, file_id: str, embed_fn, *args, block_s: float = 
         if snd.samplerate != sr:
             wav, _ = read_audio(path, expected_sr=sr, resample=True)
             return diarize(wav, sr, file_id, embed_fn, *args, **kwargs)
-        bound = inspect.signature(diarize_detailed).bind(None, sr, file_id, embed_fn, *args, **kwargs)
-        bound.apply_defaults()
-        a = bound.arguments
-        cluster_kwargs = _check_args(a["clustering"], a["cluster_kwargs"])
+        a = _arguments(None, sr, file_id, embed_fn, *args, **kwargs)
         regions = blockwise_speech_regions(snd, a["vad"], a["ref_turns"], block_s, **(a["vad_kwargs"] or {}))
 
         def read(first, end):
             snd.seek(first)
             return snd.read(end - first, dtype="float32", always_2d=True)[:, 0]
 
-        return _embed_and_cluster(
-            read, sr, snd.frames / sr, regions, file_id, embed_fn, a["window_s"], a["shift_s"], a["num_speakers"],
-            a["max_speakers"], cluster_kwargs, a["clustering"], a["min_speakers"], a["subseg_cmn"], a["chunk"])[0]
+        return _embed_and_cluster(read, sr, snd.frames / sr, regions, file_id, embed_fn, a)[0]
 
 
 def diarize(wav: np.ndarray, sr: int, file_id: str, embed_fn, *args, **kwargs) -> pd.DataFrame:
@@ -238,6 +279,8 @@ def diarize(wav: np.ndarray, sr: int, file_id: str, embed_fn, *args, **kwargs) -
     or a function mapping the list of window waveforms to an (N, D) matrix. ``clustering`` (spectral, ahc, umap_hdbscan;
     settings ``cluster_kwargs``) labels the windows, with ``num_speakers`` or else a count in
     [``min_speakers``, ``max_speakers``]; overlaps are split at their midpoints and same-speaker pieces merged.
+    ``overlap_margin`` (default None: off) lets a window nearly as close to a second speaker give it its piece
+    too, so output turns may overlap.
     Arguments as :func:`diarize_detailed`.
     """
     return diarize_detailed(wav, sr, file_id, embed_fn, *args, **kwargs)[0]

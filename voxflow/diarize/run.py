@@ -62,12 +62,44 @@ def speaker_counts(spec, recordings: list[str], refs: dict[str, pd.DataFrame] | 
     return {r: table[r] for r in recordings}
 
 
+def set_config(diarization: dict, overrides: dict | None, set_name: str) -> dict:
+    """The ``diarization`` section as diarization set ``set_name`` uses it: its ``diarization`` entry
+    ``overrides`` replaces keys; ``vad`` and ``clustering`` are updated setting by setting (a bare name, or a
+    section with another ``name``, keeps the section's settings of that method)."""
+    merged = dict(diarization)
+    unknown = sorted(set(overrides or {}) - set(diarization) - {"overlap", "overlap_margin", "block_s"})
+    if unknown:
+        raise VoxflowError(f"diarization_sets.{set_name}.diarization: unknown key(s) {unknown}; "
+                           f"it takes those of the diarization section: {sorted(diarization)}")
+    for key, value in (overrides or {}).items():
+        if key in ("vad", "clustering"):
+            base = merged.get(key, {})
+            base = {"name": base} if isinstance(base, str) else dict(base)
+            merged[key] = {**base, **({"name": value} if isinstance(value, str) else dict(value))}
+        else:
+            merged[key] = value
+    return merged
+
+
+OVERLAP_MARGIN = 0.02  # cosine similarity; see the schema's diarization.overlap_margin
+
+
+def overlap_margin(cfg: dict) -> float | None:
+    """The overlap assignment's margin, or None when ``cfg['overlap']`` is off (the default)."""
+    if not cfg.get("overlap", False):
+        return None
+    margin = cfg.get("overlap_margin", OVERLAP_MARGIN)
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 <= margin < 2:
+        raise VoxflowError(f"diarization.overlap_margin={margin!r}: a cosine similarity difference in [0, 2)")
+    return float(margin)
+
+
 def diarize_files(embedder, paths, cfg: dict, rttms: dict | None = None, where: str = "diarization") -> pd.DataFrame:
     """Turns of every recording in ``paths`` (the file stem is its id) diarized as ``cfg`` says.
 
     ``cfg`` is the config's ``diarization`` section (window_s, shift_s, vad, clustering, num_speakers,
-    min_speakers, max_speakers, subseg_cmn, block_s); ``rttms`` maps recording ids to reference RTTM files, needed by
-    the oracle VAD and speaker counts (``where`` names the set in that error).
+    min_speakers, max_speakers, subseg_cmn, block_s, overlap, overlap_margin); ``rttms`` maps recording ids to
+    reference RTTM files, needed by the oracle VAD and speaker counts (``where`` names the set in that error).
     """
     paths = [Path(p) for p in paths]
     ids = [p.stem for p in paths]
@@ -94,6 +126,7 @@ def diarize_files(embedder, paths, cfg: dict, rttms: dict | None = None, where: 
             path, embedder.sample_rate, rec, embedder, cfg.get("window_s", 1.5), cfg.get("shift_s", 0.75), counts[rec],
             cfg.get("max_speakers", 8), vad_kwargs, cluster_kwargs, vad=vad, clustering=clustering,
             min_speakers=cfg.get("min_speakers", 1), subseg_cmn=cfg.get("subseg_cmn", True),
-            ref_turns=None if refs is None else refs[rec], block_s=cfg.get("block_s", BLOCK_S)))
+            ref_turns=None if refs is None else refs[rec], block_s=cfg.get("block_s", BLOCK_S),
+            overlap_margin=overlap_margin(cfg)))
         print(f"{rec}: {turns[-1].speaker.nunique()} speakers, {len(turns[-1])} turns")
     return pd.concat(turns, ignore_index=True)

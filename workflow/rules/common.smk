@@ -562,7 +562,15 @@ def quality_args(w, input):
 
 
 # ---------------------------------------------------------------- diarization (diarize.smk)
-def speaker_count_table():
-    """What makes the table file of diarization.num_speakers (an input of rule diarize), else nothing."""
-    n = config["diarization"].get("num_speakers")
+def diarization_cfg(dset):
+    """The diarization section as set ``dset`` uses it (its own diarization: entry applied)."""
+    from voxflow.diarize.run import set_config
+
+    spec = config["diarization_sets"][dset]
+    return set_config(config["diarization"], spec.get("diarization"), dset)
+
+
+def speaker_count_table(w):
+    """What makes the table file of num_speakers (an input of rule diarize), else nothing."""
+    n = diarization_cfg(w.dset).get("num_speakers")
     return [] if n is None or isinstance(n, int) or n == "oracle" else source_input(n)

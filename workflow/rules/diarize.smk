@@ -1,4 +1,5 @@
-# Diarization: VAD (energy, silero, oracle) -> 1.5 s sub-segments -> embeddings -> clustering (spectral, ahc) -> RTTM -> DER.
+# Diarization: VAD (energy, silero, oracle) -> 1.5 s sub-segments -> embeddings -> clustering (spectral, ahc,
+# umap_hdbscan) -> RTTM (overlap optional) -> DER; each set may change the diarization section (its diarization:).
 
 
 rule diarize:
@@ -6,7 +7,7 @@ rule diarize:
         model=f"{EXP}/{{exp}}/model.ts",
         audio=lambda w: source_input(config["diarization_sets"][w.dset]["audio_dir"]),
         ref=lambda w: source_input(config["diarization_sets"][w.dset]["rttm_dir"]),
-        counts=speaker_count_table(),
+        counts=speaker_count_table,
     output:
         rttm=f"{EXP}/{{exp}}/diarization/{{dset}}/hyp.rttm",
         turns=f"{EXP}/{{exp}}/diarization/{{dset}}/turns.parquet",
@@ -25,7 +26,7 @@ rule diarize:
     params:
         audio_dir=lambda w: config["diarization_sets"][w.dset]["audio_dir"],
         ref_dir=lambda w: config["diarization_sets"][w.dset]["rttm_dir"],
-        cfg=as_json(config["diarization"]),
+        cfg=lambda w: as_json(diarization_cfg(w.dset)),
         device=config["embedding"]["device"],
         scripts=untracked(SCRIPTS),
     shell:
@@ -54,7 +55,7 @@ rule der:
         ref_dir=lambda w: config["diarization_sets"][w.dset]["rttm_dir"],
         audio_dir=lambda w: config["diarization_sets"][w.dset]["audio_dir"],
         uem=lambda w: config["diarization_sets"][w.dset]["uem_dir"],
-        collar=config["diarization"]["collar"],
+        collar=lambda w: diarization_cfg(w.dset)["collar"],
         scripts=untracked(SCRIPTS),
     shell:
         "python {params.scripts}/der.py --hyp {input.hyp} --ref-dir {params.ref_dir:q} --audio-dir {params.audio_dir:q}"
