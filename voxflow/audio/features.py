@@ -16,6 +16,13 @@ calls it): float samples in [-1, 1], a periodic Hann window of frame_length_ms w
 STFT padded with zeros (librosa >= 0.10), Slaney mel filters over 0..sr/2, power, no log; N samples give
 ``1 + N // hop`` frames. ``volume_norm_dbfs`` (this kind only) raises the whole input to that RMS level first and
 never lowers it (Resemblyzer's ``normalize_volume(wav, -30, increase_only=True)``).
+
+``mel_db`` is SpeechBrain's ``Fbank`` (``speechbrain.lobes.features``): float samples, a periodic Hamming window
+of frame_length_ms inside an ``n_fft``-point centred STFT padded with zeros, power spectrum, triangular filters
+with centres equally spaced on the HTK mel scale between ``f_min_hz`` and ``f_max_hz`` (sr/2 when null), each as
+wide on its upper side as on its lower one (centre minus the previous centre, in Hz) over bins at
+``linspace(0, sr // 2)``, then ``10 log10(max(x, 1e-10))`` floored at ``top_db`` below the utterance's maximum;
+N samples give ``1 + N // hop`` frames. ``n_fft``, ``f_min_hz``, ``f_max_hz``, ``top_db``: this kind only.
 """
 
 from __future__ import annotations
@@ -42,8 +49,13 @@ FEATURE_DEFAULTS: dict = {
     "cmvn_norm_vars": False,
     "vad": False,
     "volume_norm_dbfs": None,
+    "n_fft": None,
+    "f_min_hz": 0.0,
+    "f_max_hz": None,
+    "top_db": 80.0,
 }
-KINDS = ("fbank", "mfcc", "mel_power")
+KINDS = ("fbank", "mfcc", "mel_power", "mel_db")
+_MEL_DB_KEYS = ("n_fft", "f_min_hz", "f_max_hz", "top_db")
 
 # Kaldi compute-vad-energy settings of the x-vector recipes (Margin Matters' energy VAD).
 
@@ -78,13 +90,38 @@ def validate_features_cfg(cfg: dict | None, where: str = "features") -> dict:
     ):
         raise VoxflowError(f"{where}.volume_norm_dbfs: a finite dBFS level, with kind mel_power only, "
                            f"got {out['volume_norm_dbfs']!r} (kind {out['kind']!r})")
-    if out["kind"] == "mel_power" and out["vad"]:
-        raise VoxflowError(f"{where}.vad: the energy VAD uses Kaldi's uncentred frames, not kind mel_power's")
+    if out["kind"] in ("mel_power", "mel_db") and out["vad"]:
+        raise VoxflowError(f"{where}.vad: the energy VAD uses Kaldi's uncentred frames, not kind {out['kind']}'s")
+    _check_mel_db(out, where)
     if out["kind"] == "mfcc" and out["num_ceps"] > out["num_mel_bins"]:
         raise VoxflowError(
             f"{where}.num_ceps: {out['num_ceps']} cepstra need at least as many mel bins, got {out['num_mel_bins']}"
         )
     return out
+
+
+def _check_mel_db(c: dict, where: str) -> None:
+    """The ``mel_db`` settings: set only with that kind, and sizes that make a filterbank."""
+    if c["kind"] != "mel_db":
+        for key in _MEL_DB_KEYS:
+            if c[key] != FEATURE_DEFAULTS[key]:
+                raise VoxflowError(f"{where}.{key}: kind mel_db only, got {c[key]!r} with kind {c['kind']!r}")
+        return
+
+    def number(key):
+        value = c[key]
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    if c["n_fft"] is not None and (not isinstance(c["n_fft"], int) or isinstance(c["n_fft"], bool)
+                                   or c["n_fft"] <= 0):
+        raise VoxflowError(f"{where}.n_fft: a positive integer or null (the window length), got {c['n_fft']!r}")
+    if not number("f_min_hz") or c["f_min_hz"] < 0:
+        raise VoxflowError(f"{where}.f_min_hz: a non-negative number, got {c['f_min_hz']!r}")
+    if c["f_max_hz"] is not None and (not number("f_max_hz") or c["f_max_hz"] <= c["f_min_hz"]):
+        raise VoxflowError(f"{where}.f_max_hz: null (sr/2) or a number above f_min_hz {c['f_min_hz']}, "
+                           f"got {c['f_max_hz']!r}")
+    if not number("top_db") or c["top_db"] <= 0:
+        raise VoxflowError(f"{where}.top_db: a positive number of dB, got {c['top_db']!r}")
 
 
 def feature_dim(cfg: dict | None) -> int:
@@ -104,7 +141,7 @@ def num_frames(num_samples: int, sr: int, cfg: dict | None = None) -> int:
     win, hop = _frame_sizes(sr, c["frame_length_ms"], c["frame_shift_ms"])
     if num_samples < win:
         return 0
-    return 1 + (num_samples // hop if c["kind"] == "mel_power" else (num_samples - win) // hop)
+    return 1 + (num_samples // hop if c["kind"] in ("mel_power", "mel_db") else (num_samples - win) // hop)
 
 
 def _as_wave(wav, sr: int, frame_length_ms: float) -> torch.Tensor:
@@ -199,6 +236,43 @@ def mel_power(
     return (spec.real.square() + spec.imag.square()).T @ banks
 
 
+@functools.lru_cache(maxsize=16)
+def _mel_db_constants(sr: int, win: int, n_fft: int, num_mel_bins: int, f_min: float,
+                      f_max: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(periodic Hamming window, (fft bins, mel bins) filterbank) of kind mel_db, in float32 as SpeechBrain."""
+    window = torch.hamming_window(win, periodic=True, dtype=torch.float32)
+    mels = torch.linspace(2595.0 * math.log10(1.0 + f_min / 700.0), 2595.0 * math.log10(1.0 + f_max / 700.0),
+                          num_mel_bins + 2)
+    edges = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+    centres, widths = edges[1:-1], (edges[1:] - edges[:-1])[:-1]
+    bins = torch.linspace(0.0, float(sr // 2), n_fft // 2 + 1)
+    distance = (bins.unsqueeze(1) - centres.unsqueeze(0)) / widths.unsqueeze(0)
+    return window, (1.0 - distance.abs()).clamp_min(0.0).contiguous()
+
+
+def mel_db(
+    wav, sr: int, num_mel_bins: int = 80, frame_length_ms: float = 25.0, frame_shift_ms: float = 10.0,
+    dither: float = 0.0, n_fft: int | None = None, f_min_hz: float = 0.0, f_max_hz: float | None = None,
+    top_db: float = 80.0,
+) -> torch.Tensor:
+    """Log mel filterbank in dB (frames, num_mel_bins): SpeechBrain's ``Fbank`` (see the module docstring);
+    ``dither`` is on the int16 scale as for fbank."""
+    x = _as_wave(wav, sr, frame_length_ms)
+    if dither > 0.0:
+        x = x + torch.randn_like(x) * (dither / _INT16_SCALE)
+    win, hop = _frame_sizes(sr, frame_length_ms, frame_shift_ms)
+    n_fft = win if n_fft is None else int(n_fft)
+    if n_fft < win:
+        raise VoxflowError(f"features: n_fft {n_fft} is shorter than the {win}-sample window")
+    f_max = float(sr // 2) if f_max_hz is None else float(f_max_hz)
+    window, banks = _mel_db_constants(int(sr), win, n_fft, num_mel_bins, float(f_min_hz), f_max)
+    spec = torch.stft(x, n_fft=n_fft, hop_length=hop, win_length=win, window=window, center=True,
+                      pad_mode="constant", return_complex=True)
+    power = (spec.real.square() + spec.imag.square()).T
+    db = 10.0 * torch.log10((power @ banks).clamp_min(1e-10))
+    return torch.maximum(db, db.max() - top_db)
+
+
 def apply_cmn(feats: torch.Tensor, norm_vars: bool = False) -> torch.Tensor:
     """Subtract the per-utterance mean of each coefficient (and divide by its std if ``norm_vars``)."""
     out = feats - feats.mean(dim=0, keepdim=True)
@@ -264,6 +338,9 @@ def extract_validated(wav, sr: int, c: dict) -> torch.Tensor:
     """extract_features for a config already returned by validate_features_cfg (no re-checking)."""
     if c["kind"] == "fbank":
         feats = fbank(wav, sr, c["num_mel_bins"], c["frame_length_ms"], c["frame_shift_ms"], c["dither"])
+    elif c["kind"] == "mel_db":
+        feats = mel_db(wav, sr, c["num_mel_bins"], c["frame_length_ms"], c["frame_shift_ms"], c["dither"],
+                       c["n_fft"], c["f_min_hz"], c["f_max_hz"], c["top_db"])
     elif c["kind"] == "mel_power":
         feats = mel_power(wav, sr, c["num_mel_bins"], c["frame_length_ms"], c["frame_shift_ms"], c["dither"],
                           c["volume_norm_dbfs"])

@@ -1,6 +1,6 @@
 """The named models of the registry, with the papers' sizes as defaults."""
 
-from typing import Optional
+from typing import Optional, Sequence
 
 from voxflow.models import ge2e, lstm
 from voxflow.models.ecapa import ECAPATDNN
@@ -57,6 +57,15 @@ def ecapa_tdnn(
     pooling: str = "ASTP",
     pooling_kwargs: Optional[dict] = None,
     embedding_norm: bool = True,
+    scale: int = 8,
+    kernel_sizes: Sequence[int] = (5, 3, 3, 3, 1),
+    dilations: Sequence[int] = (1, 2, 3, 4, 1),
+    se_channels: int = 128,
+    padding_mode: str = "zeros",
+    aggregate_norm: bool = False,
+    output_norm: bool = False,
 ) -> ECAPATDNN:
-    """ECAPA-TDNN; channels=512 (6.19 M parameters) or 1024 (14.66 M)."""
-    return ECAPATDNN(feat_dim, embed_dim, channels, 8, mfa_channels, pooling, pooling_kwargs, embedding_norm)
+    """ECAPA-TDNN; channels=512 (6.19 M parameters) or 1024 (14.66 M); the other options describe SpeechBrain's
+    variant (see voxflow.models.ecapa)."""
+    return ECAPATDNN(feat_dim, embed_dim, channels, scale, mfa_channels, pooling, pooling_kwargs, embedding_norm,
+                     kernel_sizes, dilations, se_channels, padding_mode, aggregate_norm, output_norm)

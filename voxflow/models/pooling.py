@@ -82,16 +82,21 @@ class ASTP(nn.Module):
     Attention: softmax over frames of ``W2 tanh(W1 h + b1) + b2`` (1x1 convolutions, ``bottleneck``
     hidden units); with ``global_context`` the input of ``W1`` is [h; mean; std] (ECAPA-TDNN).
     ``unbiased=True``: that context std is ``sqrt(unbiased variance + 1e-7)`` and the weighted variance
-    ``max(E[h^2] - mean^2, 1e-7)``, Wespeaker's formulas.
+    ``max(E[h^2] - mean^2, 1e-7)``, Wespeaker's formulas. ``hidden_norm=True``: the hidden layer is
+    ``tanh(BN(relu(W1 h + b1)))`` (SpeechBrain's); ``std_floor``: the variance floor of the biased formulas.
     """
 
-    def __init__(self, in_dim: int, bottleneck: int = 128, global_context: bool = True, unbiased: bool = False):
+    def __init__(self, in_dim: int, bottleneck: int = 128, global_context: bool = True, unbiased: bool = False,
+                 hidden_norm: bool = False, std_floor: float = 1e-7):
         super().__init__()
         self.in_dim = in_dim
         self.global_context = global_context
         self.unbiased = unbiased
+        self.hidden_norm = hidden_norm
+        self.std_floor = float(std_floor)
         att_in = 3 * in_dim if global_context else in_dim
         self.attention_hidden = nn.Conv1d(att_in, bottleneck, kernel_size=1)
+        self.attention_norm = nn.BatchNorm1d(bottleneck) if hidden_norm else nn.Identity()
         self.attention_out = nn.Conv1d(bottleneck, in_dim, kernel_size=1)
         self.output_dim = self.out_dim(in_dim)
 
@@ -100,19 +105,22 @@ class ASTP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.global_context:
-            mean, std = _unbiased_mean_std(x) if self.unbiased else _mean_std(x)
+            mean, std = _unbiased_mean_std(x) if self.unbiased else _mean_std(x, self.std_floor)
             context = torch.cat(
                 [x, mean.unsqueeze(-1).expand_as(x), std.unsqueeze(-1).expand_as(x)], dim=1
             )
         else:
             context = x
-        scores = self.attention_out(torch.tanh(self.attention_hidden(context)))
+        hidden = self.attention_hidden(context)
+        if self.hidden_norm:
+            hidden = self.attention_norm(torch.relu(hidden))
+        scores = self.attention_out(torch.tanh(hidden))
         weights = torch.softmax(scores, dim=-1)
         if self.unbiased:
             mean = torch.sum(weights * x, dim=-1)
             std = torch.sqrt((torch.sum(weights * (x * x), dim=-1) - mean * mean).clamp(min=1e-7))
         else:
-            mean, std = _weighted_mean_std(x, weights)
+            mean, std = _weighted_mean_std(x, weights, self.std_floor)
         return torch.cat([mean, std], dim=-1)
 
 
