@@ -2,7 +2,7 @@
 
     python benchmarks/diarization.py [--minutes 60] [--models xvector_demo,resnet34] [--clustering spectral]
 
-A conversation of four synthetic voices (``voxflow.data.synth_voice``; 2-8 s turns, 0.3 s pauses, repeated
+A conversation of four synthetic voices (``voxflow.demo.speech``; 2-8 s turns, 0.3 s pauses, repeated
 from a 5-minute master so that synthesis stays quick) is written as 16-bit WAV, then diarized with untrained
 networks (speed only: the labels are meaningless): the demo config's narrow x-vector (30 MFCC) and ResNet34
 (80 fbank). Printed per model: the real-time factor (seconds of work per second of audio) of the VAD (energy,
@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from voxflow.data.synth_voice import random_voice, render_speech
+from voxflow.demo.speech import random_voice, render_speech
 from voxflow.diarize import pipeline
 from voxflow.embed.extract import Embedder
 from voxflow.train.network import build_network

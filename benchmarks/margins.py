@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from voxflow.data.importers import import_voxceleb_dir
+from voxflow.corpora.importers import import_voxceleb_dir
 from voxflow.data.manifests import write_table
-from voxflow.data.synth import make_demo_corpus
+from voxflow.demo.corpus import make_demo_corpus
 from voxflow.train.engine import run_stage
 from voxflow.train.stage_config import resolve_stage
 from voxflow.train.validation import ValidationSet, build_validation_set

@@ -1,7 +1,7 @@
 """Manifest of a noise (MUSAN layout) or room-impulse-response directory (rule augmentation_set)."""
 import argparse
 
-from voxflow.data.importers import import_augmentation_dir
+from voxflow.corpora.importers import import_augmentation_dir
 from voxflow.utils.atomic import atomic_path
 from voxflow.utils.scripting import run
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from voxflow.data.importers import import_diarization_dir
+from voxflow.corpora.importers import import_diarization_dir
 from voxflow.diarize.rttm import read_rttm, read_uem
 from voxflow.errors import VoxflowError
 from voxflow.metrics.der import diarization_protocols, protocol_key

@@ -2,7 +2,7 @@
 import argparse
 from pathlib import Path
 
-from voxflow.data.importers import import_diarization_dir
+from voxflow.corpora.importers import import_diarization_dir
 from voxflow.diarize.run import diarize_files
 from voxflow.diarize.rttm import write_rttm
 from voxflow.embed.extract import Embedder

@@ -2,7 +2,7 @@
 import argparse
 import json
 
-from voxflow.data.fetch import convert_download, fetch_download
+from voxflow.corpora.fetch import convert_download, fetch_download
 from voxflow.errors import VoxflowError
 from voxflow.utils.atomic import write_text_atomic
 from voxflow.utils.scripting import json_arg, run

@@ -2,7 +2,7 @@
 import argparse
 
 from voxflow.data.manifests import read_table, write_table
-from voxflow.data.trials import read_trial_list
+from voxflow.corpora.trials import read_trial_list
 from voxflow.utils.scripting import run
 
 

@@ -2,7 +2,7 @@
 import argparse
 import json
 
-from voxflow.data.synth import make_demo_corpus
+from voxflow.demo.corpus import make_demo_corpus
 from voxflow.utils.scripting import json_arg, run
 
 

@@ -1,7 +1,7 @@
 """Import one corpus (its path and any extra_paths) into an utterances manifest (rule manifest)."""
 import argparse
 
-from voxflow.data.importers import import_corpus, merge_manifests
+from voxflow.corpora.importers import import_corpus, merge_manifests
 from voxflow.data.manifests import write_table
 from voxflow.errors import VoxflowError
 from voxflow.utils.scripting import json_arg, run

@@ -1,7 +1,7 @@
 """Merge corpus manifests into the training set (rule train_set)."""
 import argparse
 
-from voxflow.data.importers import merge_manifests
+from voxflow.corpora.importers import merge_manifests
 from voxflow.data.manifests import read_table, write_table
 from voxflow.utils.scripting import run
 

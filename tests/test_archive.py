@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from voxflow.corpus_cli import main as corpus_main
-from voxflow.data.archive import MARKER, concat_parts, safe_extract
+from voxflow.corpora.archive import MARKER, concat_parts, safe_extract
 from voxflow.errors import VoxflowError
 
 

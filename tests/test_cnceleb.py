@@ -9,10 +9,10 @@ import pytest
 import soundfile as sf
 
 from voxflow.corpus_cli import main as corpus_main
-from voxflow.data.corpora_catalog import load_catalog, resolve
-from voxflow.data.importers import import_cnceleb_dir, import_corpus
+from voxflow.corpora.catalog import load_catalog, resolve
+from voxflow.corpora.importers import import_cnceleb_dir, import_corpus
 from voxflow.data.manifests import read_table
-from voxflow.data.trials import read_trial_list, write_trial_list
+from voxflow.corpora.trials import read_trial_list, write_trial_list
 from voxflow.errors import VoxflowError
 
 SR = 16000

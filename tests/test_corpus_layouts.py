@@ -10,7 +10,7 @@ import soundfile as sf
 from voxflow.audio.io import audio_info, read_audio
 from voxflow.backend.calibration_trials import sample_calibration_trials
 from voxflow.corpus_cli import main as corpus_main
-from voxflow.data.importers import import_augmentation_dir, import_diarization_dir, import_voxceleb_dir
+from voxflow.corpora.importers import import_augmentation_dir, import_diarization_dir, import_voxceleb_dir
 from voxflow.errors import VoxflowError
 from voxflow.train.validation import build_validation_set
 

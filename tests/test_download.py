@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from voxflow.corpus_cli import main as corpus_main
-from voxflow.data.corpora_catalog import fetch_corpus, load_catalog, resolve, resolve_files
-from voxflow.data.download import download, redact_url, tofu_record_path
+from voxflow.corpora.catalog import fetch_corpus, load_catalog, resolve, resolve_files
+from voxflow.corpora.download import download, redact_url, tofu_record_path
 from voxflow.errors import VoxflowError
 
 

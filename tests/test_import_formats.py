@@ -13,11 +13,11 @@ import soundfile as sf
 
 from voxflow.audio.io import audio_info, read_audio
 from voxflow.corpus_cli import main as corpus_main
-from voxflow.data.convert import convert_to_wav, convert_tree
-from voxflow.data.importers import import_diarization_dir, import_voxceleb_dir
-from voxflow.data.kaldi import export_kaldi_dir, import_kaldi_dir
+from voxflow.corpora.convert import convert_to_wav, convert_tree
+from voxflow.corpora.importers import import_diarization_dir, import_voxceleb_dir
+from voxflow.corpora.kaldi import export_kaldi_dir, import_kaldi_dir
 from voxflow.data.manifests import read_table
-from voxflow.data.wespeaker_lists import export_wespeaker_list, import_wespeaker_list
+from voxflow.corpora.wespeaker_lists import export_wespeaker_list, import_wespeaker_list
 from voxflow.errors import VoxflowError
 
 SR = 16000
@@ -280,7 +280,7 @@ def test_cli_import_export_round_trip_and_one_line_errors(vox_dir, tmp_path, cap
 
 
 def test_musan_layout_speech_is_the_babble_pool(tmp_path, caplog):
-    from voxflow.data.importers import import_augmentation_dir
+    from voxflow.corpora.importers import import_augmentation_dir
 
     root = tmp_path / "musan"
     for sub, n in (("noise/free-sound", 2), ("music/fma", 1), ("speech/librivox", 3)):

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from voxflow.audio.features import extract_features
 from voxflow.audio.io import read_audio
 from voxflow.data.dataset import TrainDataset
-from voxflow.data.kaldi import import_kaldi_dir
+from voxflow.corpora.kaldi import import_kaldi_dir
 from voxflow.data.shards import iter_shard, write_shards
 from voxflow.embed.extract import Embedder, embed_segments, embed_utterances
 from voxflow.errors import VoxflowError

@@ -10,8 +10,8 @@ import soundfile as sf
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
-from voxflow.data.synth import make_demo_corpus, make_rir, make_trials
-from voxflow.data.synth_voice import Style, random_voice, render_speech
+from voxflow.demo.corpus import make_demo_corpus, make_rir, make_trials
+from voxflow.demo.speech import Style, random_voice, render_speech
 from voxflow.errors import VoxflowError
 
 SR = 16000

@@ -1,9 +1,9 @@
 """The keyed text-table reader behind Kaldi files, CN-Celeb speaker lists and enrolment lists."""
 import pytest
 
-from voxflow.data.importers import read_speaker_list
-from voxflow.data.text_tables import read_keyed_table
-from voxflow.data.trials import read_enroll_list
+from voxflow.corpora.importers import read_speaker_list
+from voxflow.corpora.text_tables import read_keyed_table
+from voxflow.corpora.trials import read_enroll_list
 from voxflow.errors import VoxflowError
 
 

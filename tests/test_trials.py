@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from voxflow.data.trials import read_trial_list, write_trial_list
+from voxflow.corpora.trials import read_trial_list, write_trial_list
 from voxflow.errors import VoxflowError
 
 

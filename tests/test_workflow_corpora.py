@@ -20,8 +20,8 @@ import yaml
 
 from test_download import FileServer  # pytest puts tests/ on sys.path
 from test_workflow import REPO, snakemake, tiny_config, write_config
-from voxflow.data.fetch import plan_download
-from voxflow.data.synth import make_demo_corpus
+from voxflow.corpora.fetch import plan_download
+from voxflow.demo.corpus import make_demo_corpus
 from voxflow.errors import VoxflowError
 
 pytestmark = pytest.mark.workflow
@@ -274,7 +274,7 @@ def test_plan_download_catalog_mirrors_and_errors(tmp_path):
 
 
 def test_fetch_download_trusts_a_file_without_checksum_on_first_use(server, tmp_path):
-    from voxflow.data.fetch import fetch_download
+    from voxflow.corpora.fetch import fetch_download
 
     server.files["/lab/list.txt"] = b"1 a.wav b.wav\n"
     block = {"files": [{"url": server.url("/lab/list.txt"), "no_checksum": "the lab keeps no digests"}]}

@@ -10,7 +10,7 @@ from voxflow.errors import VoxflowError
 
 
 def _import(args) -> None:
-    from voxflow.data.importers import import_corpus
+    from voxflow.corpora.importers import import_corpus
     from voxflow.data.manifests import write_table
 
     options = {"sample_rate": args.sample_rate, "on_other_rate": args.on_other_rate,
@@ -32,9 +32,9 @@ def _import(args) -> None:
 
 
 def _export(args) -> None:
-    from voxflow.data.kaldi import export_kaldi_dir
+    from voxflow.corpora.kaldi import export_kaldi_dir
     from voxflow.data.manifests import read_table
-    from voxflow.data.wespeaker_lists import export_wespeaker_list
+    from voxflow.corpora.wespeaker_lists import export_wespeaker_list
 
     table = read_table(args.manifest, "utterances")
     if args.format == "kaldi":
@@ -45,7 +45,7 @@ def _export(args) -> None:
 
 
 def _download(args) -> None:
-    from voxflow.data.corpora_catalog import fetch_corpus, resolve
+    from voxflow.corpora.catalog import fetch_corpus, resolve
 
     corpus = resolve(args.name, args.catalog)
     results = fetch_corpus(corpus, args.dest, extract=args.extract, retries=args.retries,
@@ -64,7 +64,7 @@ def _download(args) -> None:
 
 
 def _list(args) -> None:
-    from voxflow.data.corpora_catalog import corpus_names, load_catalog, resolve
+    from voxflow.corpora.catalog import corpus_names, load_catalog, resolve
 
     catalog = load_catalog(args.catalog)
     for name in corpus_names(catalog):
@@ -75,7 +75,7 @@ def _list(args) -> None:
 
 
 def _extract(args) -> None:
-    from voxflow.data.archive import safe_extract
+    from voxflow.corpora.archive import safe_extract
 
     report = safe_extract(args.archive, args.target, on_refused="error" if args.strict else "skip")
     if report.skipped:
@@ -87,7 +87,7 @@ def _extract(args) -> None:
 
 
 def _convert(args) -> None:
-    from voxflow.data.convert import convert_tree
+    from voxflow.corpora.convert import convert_tree
 
     report = convert_tree(args.src, args.dst, fmt=args.to, sample_rate=args.sample_rate,
                           src_suffixes=tuple(args.suffix), jobs=args.jobs)

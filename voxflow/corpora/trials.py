@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from voxflow.data.text_tables import read_keyed_table
+from voxflow.corpora.text_tables import read_keyed_table
 from voxflow.errors import VoxflowError
 from voxflow.utils.atomic import write_text_atomic
 

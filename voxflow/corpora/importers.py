@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from voxflow.audio.io import audio_info
-from voxflow.data.text_tables import read_keyed_table
+from voxflow.corpora.text_tables import read_keyed_table
 from voxflow.errors import VoxflowError
 
 log = logging.getLogger(__name__)
@@ -268,11 +268,11 @@ def import_corpus(path: str | os.PathLike, fmt: str = "voxceleb", corpus: str = 
     if fmt == "cnceleb":
         return import_cnceleb_dir(path, corpus=corpus, speaker_list=speaker_list or None, **options)
     if fmt == "kaldi":
-        from voxflow.data.kaldi import import_kaldi_dir
+        from voxflow.corpora.kaldi import import_kaldi_dir
 
         return import_kaldi_dir(path, corpus=corpus, **options)
     if fmt == "wespeaker":
-        from voxflow.data.wespeaker_lists import import_wespeaker_list
+        from voxflow.corpora.wespeaker_lists import import_wespeaker_list
 
         return import_wespeaker_list(path, corpus=corpus, **options)
     raise VoxflowError(f"unknown corpus format {fmt!r} for {path}; known: {list(IMPORT_FORMATS)}")

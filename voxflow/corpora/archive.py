@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Callable, Iterator
 
-from voxflow.data.download import expected_digests, record_verified, verify_file
+from voxflow.corpora.download import expected_digests, record_verified, verify_file
 from voxflow.errors import VoxflowError
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The catalogue of known corpora (config/corpora.yaml): load, validate, resolve a name to its files, fetch it.
 
 Every file either has a published checksum (md5/sha256) or says why it has none (``no_checksum:
-<reason>``); the latter are fetched under trust on first use (voxflow.data.download): the first
+<reason>``); the latter are fetched under trust on first use (voxflow.corpora.download): the first
 download's sha256 is recorded next to the file and checked on every later run. A file with neither
 is a catalogue error, so an unverified download is always an explicit, documented choice.
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from voxflow.data.archive import ExtractReport, concat_parts, safe_extract
-from voxflow.data.download import download, expected_digests
+from voxflow.corpora.archive import ExtractReport, concat_parts, safe_extract
+from voxflow.corpora.download import download, expected_digests
 from voxflow.errors import VoxflowError
 
 DEFAULT_CATALOG = Path(__file__).resolve().parents[2] / "config" / "corpora.yaml"

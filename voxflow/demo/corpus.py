@@ -14,7 +14,7 @@ Layout under the output directory::
     speakers.json                         seed, settings and every speaker's voice parameters
 
 Everything is drawn from ``seed`` through independent per-item random streams, so the same seed gives
-bit-identical files. Voices come from :mod:`voxflow.data.synth_voice`; this module adds recording
+bit-identical files. Voices come from :mod:`voxflow.demo.speech`; this module adds recording
 sessions (channel EQ, background noise, level, optional reverb) and the auxiliary material.
 """
 
@@ -33,7 +33,7 @@ import scipy.fft
 import scipy.signal
 import soundfile as sf
 
-from voxflow.data.synth_voice import Style, Voice, random_style, random_voice, render_speech
+from voxflow.demo.speech import Style, Voice, random_style, random_voice, render_speech
 from voxflow.errors import VoxflowError
 
 # Tags that separate the random streams of different kinds of items.

@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-from voxflow.data.archive import ExtractReport
-from voxflow.data.corpora_catalog import Corpus, RemoteFile, fetch_corpus, load_catalog, resolve
-from voxflow.data.download import expected_digests, file_digests, read_tofu_record
+from voxflow.corpora.archive import ExtractReport
+from voxflow.corpora.catalog import Corpus, RemoteFile, fetch_corpus, load_catalog, resolve
+from voxflow.corpora.download import expected_digests, file_digests, read_tofu_record
 from voxflow.errors import VoxflowError
 
 BLOCK_KEYS = {"catalog", "files", "extract", "subdir", "mirrors", "convert"}
@@ -162,7 +162,7 @@ def fetch_download(name: str, block: Mapping, dest: str | os.PathLike, catalog=N
 
 def convert_download(name: str, convert: Mapping, dest: str | os.PathLike, jobs: int | None = None) -> dict:
     """Convert the .m4a tree ``convert.src`` of a download directory into ``convert.dst`` (wav or flac)."""
-    from voxflow.data.convert import convert_tree, find_ffmpeg
+    from voxflow.corpora.convert import convert_tree, find_ffmpeg
 
     where = f"corpora.{name}.download.convert"
     unknown = set(convert) - CONVERT_KEYS
