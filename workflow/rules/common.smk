@@ -12,9 +12,9 @@ RESULTS = config["results_dir"]
 DEMO_DIR = f"{DATA}/demo"
 EXPERIMENTS = list(config["experiments"])
 STAGES = ["warmup", "margin", "finetune"]
-SCRIPTS = os.path.join(workflow.basedir, "scripts")
+SCRIPTS = os.path.join(VOXFLOW_ROOT, "scripts")
 # Where the conda envs' post-deploy scripts install voxflow from (envs/*.post-deploy.sh).
-os.environ.setdefault("VOXFLOW_SOURCE", workflow.basedir)
+os.environ.setdefault("VOXFLOW_SOURCE", VOXFLOW_ROOT)
 
 
 def _known(kind, name, names):

@@ -72,6 +72,8 @@ rule diarization_plot:
             f"{RESULTS}/diarization_{{dset}}.png",
             caption="../report/diarization.rst",
             category="Diarization",
+            subcategory="Speaker turns",
+            labels={"set": "{dset}"},
         ),
     log:
         "logs/diarization_plot/{dset}.log",

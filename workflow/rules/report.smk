@@ -10,6 +10,7 @@ rule summary:
             f"{RESULTS}/summary.csv",
             caption="../report/summary.rst",
             category="Summary",
+            subcategory="Results table",
         ),
         md=f"{RESULTS}/summary.md",
     log:
@@ -35,6 +36,7 @@ rule training_curves:
             f"{RESULTS}/training_curves.png",
             caption="../report/training.rst",
             category="Training",
+            subcategory="Curves",
         ),
     log:
         "logs/training_curves.log",
@@ -57,6 +59,7 @@ rule cleaning_report:
             f"{RESULTS}/cleaning.md",
             caption="../report/cleaning.rst",
             category="Cleaning",
+            subcategory="Speaker cleaning",
         ),
     log:
         "logs/cleaning_report.log",

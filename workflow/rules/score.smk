@@ -63,6 +63,8 @@ rule det_plot:
             f"{RESULTS}/det_{{trials}}.png",
             caption="../report/det.rst",
             category="Verification",
+            subcategory="DET curves",
+            labels={"trial set": "{trials}"},
         ),
     log:
         "logs/det_plot/{trials}.log",
