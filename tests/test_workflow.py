@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from test_catalog import assert_report_has_every_caption  # pytest puts tests/ on sys.path
 from voxflow.diarize.rttm import read_rttm
 from voxflow.metrics.der import diarization_error
+from voxflow.report.summary import load_workflow_config
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.workflow
@@ -179,6 +181,7 @@ def test_report_and_nothing_left_to_do(finished_run):
     snakemake(workdir, "--report", str(workdir / "results/report.html"))
     html = (workdir / "results/report.html").read_text(errors="ignore")
     assert len(html) > 10000 and "det_demo.png" in html
+    assert_report_has_every_caption(html, load_workflow_config(workdir / "config.yaml"))
 
 
 def test_training_change_reruns_training_not_data(finished_run):
