@@ -1,5 +1,5 @@
 """The shipped configs: each passes the schema and builds its DAG (a real ``snakemake -n --configfile``), and each
-recipe's networks and heads build at the sizes the README lists (the papers' parameter counts)."""
+recipe's networks and heads build at the sizes docs/training.md lists (the papers' parameter counts)."""
 
 import json
 import os
@@ -26,7 +26,7 @@ CONFIGS = sorted(p for p in (REPO / "config").glob("*.yaml")
 RECIPES = [p for p in CONFIGS if p.name.startswith("voxceleb_")]
 VOXCELEB2_SPEAKERS = 5994
 
-# Parameter counts (README "Models and losses"): (model name, width option) -> (low, high).
+# Parameter counts (docs/training.md "Models"): (model name, width option) -> (low, high).
 PAPER_SIZES = {
     ("xvector", None): (4.2e6, 4.6e6),  # Margin Matters Table 1 (4.2 M as Kaseva & Kurimo cite it)
     ("lstm_netvlad", 14): (0.95 * 6.7e6, 1.05 * 6.7e6),  # Kaseva & Kurimo: 6.7 M at K = 14

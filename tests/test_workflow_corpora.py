@@ -348,9 +348,9 @@ def test_cnceleb_training_and_evaluation_sets_through_the_rules(tmp_path):
     assert "duplicate utterance id 'enroll/id00800-enroll'" in log
 
 
-def test_readme_voxceleb_recipe_plans_fetches_conversion_and_all_three_lists(tmp_path):
-    readme = (REPO / "README.md").read_text()
-    block = readme.split("**On VoxCeleb**", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+def test_documented_voxceleb_recipe_plans_fetches_conversion_and_all_three_lists(tmp_path):
+    page = (REPO / "docs/corpora.md").read_text()  # the block the README's SLURM recipe links to
+    block = page.split("## VoxCeleb, start to finish", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     cfg = eval_config(tiny_config())
     recipe = yaml.safe_load(block)
     cfg["corpora"].update(recipe["corpora"])

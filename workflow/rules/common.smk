@@ -447,7 +447,7 @@ def average_count(exp):
 
 
 def _check_init(exp, cfg):
-    """An experiment's init section against the rest of its config (README "Pretrained models in the workflow")."""
+    """An experiment's init section against the rest of its config (docs/pretrained.md)."""
     where = f"config: experiments.{exp}"
     init = cfg.get("init")
     if init is None:
