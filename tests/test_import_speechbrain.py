@@ -27,7 +27,7 @@ from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN  # noqa: E402
 from speechbrain.processing.features import InputNormalization  # noqa: E402
 
 from voxflow import cli, load_model  # noqa: E402
-from voxflow.audio.features import extract_features  # noqa: E402
+from voxflow.audio.features import extract_features, validate_features_cfg  # noqa: E402
 from voxflow.data.manifests import read_embeddings  # noqa: E402
 from voxflow.embed.extract import Embedder  # noqa: E402
 from voxflow.errors import VoxflowError  # noqa: E402
@@ -207,6 +207,22 @@ def test_features_match_speechbrain(imported, wav):
     assert np.abs(ours - ref).max() <= 1e-4  # measured 0.0 (spkrec settings), 2.4e-7 (options)
 
 
+def test_mel_db_config_checks():
+    assert validate_features_cfg({"kind": "mel_db"})["top_db"] == 80.0
+    for cfg, message in [({"kind": "fbank", "top_db": 60.0}, "top_db: kind mel_db only"),
+                         ({"kind": "mel_power", "n_fft": 512}, "n_fft: kind mel_db only"),
+                         ({"kind": "mel_db", "f_min_hz": 4000.0, "f_max_hz": 3000.0}, "f_max_hz: null"),
+                         ({"kind": "mel_db", "n_fft": 0}, "n_fft: a positive integer"),
+                         ({"kind": "mel_db", "vad": True}, "vad: the energy VAD"),
+                         ({"kind": "mel_db", "top_db": -1}, "top_db: a positive number")]:
+        with pytest.raises(VoxflowError, match=message):
+            validate_features_cfg(cfg)
+    with pytest.raises(VoxflowError, match="n_fft 256 is shorter than the 400-sample window"):
+        extract_features(np.zeros(16000, np.float32), 16000, {"kind": "mel_db", "n_fft": 256})
+    silence = extract_features(np.zeros(1600, np.float32), 16000, {"kind": "mel_db", "cmn": "none"})
+    assert silence.shape == (11, 80) and torch.all(silence == -100.0)  # 10 log10 of the 1e-10 floor
+
+
 def test_embeddings_from_speechbrain_features(imported, wav):
     name, sb, out, meta = imported
     feats = speechbrain_features(sb, wav)
@@ -313,6 +329,17 @@ def test_missing_and_misshaped_tensors(layout, tmp_path):
     with pytest.raises(VoxflowError, match=r"'fc.conv.weight' has shape \(20, 384, 1\).*\(24, 384, 1\)"):
         import_model("speechbrain", layout, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_references_are_followed(layout):
+    """!ref <key> to top-level and dotted keys, also to a !name: tag, as HyperPyYAML resolves them."""
+    _edit(layout, "    lin_neurons: 24", "    lin_neurons: !ref <sizes.embedding>\n    activation: !ref <act>")
+    _edit(layout, "n_mels: 80\n", "n_mels: 80\nsizes:\n    embedding: 24\nact: !name:torch.nn.ReLU\n")
+    _, model_cfg, data_cfg, _ = load_source(layout)
+    assert model_cfg["embed_dim"] == 24 and data_cfg["features"]["num_mel_bins"] == 80
+    _edit(layout, "    embedding: 24", "    embedding: !ref <sizes.embedding>")
+    with pytest.raises(VoxflowError, match="too deep"):
+        load_source(layout)
 
 
 def test_bad_embedding_statistics(layout, tmp_path):
