@@ -18,13 +18,15 @@ def main():
     ap.add_argument("--min-silhouette", type=float, default=0.3)
     ap.add_argument("--ground-truth", default="", help="CSV utt_id,labeled_spk,true_spk of known mislabels")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="speakers split at once")
     ap.add_argument("--exclusions", required=True)
     ap.add_argument("--speakers", required=True)
     ap.add_argument("--summary", required=True)
     args = ap.parse_args()
-    _, matrix, segments = read_embeddings(args.segments)
+    matrix, segments = read_embeddings(args.segments, columns=["utt_id", "spk_id", "start_s", "end_s"])[1:]
     exclusions, speakers = clean_speakers(segments, matrix, majority=args.majority,
-                                          min_silhouette=args.min_silhouette, seed=args.seed)
+                                          min_silhouette=args.min_silhouette, seed=args.seed,
+                                          threads=args.threads)
     summary = compare_with_ground_truth(segments, exclusions, args.ground_truth or None)
     summary.update(majority=args.majority, min_silhouette=args.min_silhouette,
                    speakers=len(speakers), speakers_cleaned=int(speakers.excluded.sum()))

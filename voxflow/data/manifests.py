@@ -96,23 +96,60 @@ def read_table(path: str | os.PathLike, kind: str) -> pd.DataFrame:
     return df
 
 
+# Rows per Parquet row group of an embeddings table (64 MB at 256-d): reading holds one row group besides the matrix.
+EMBEDDING_ROW_GROUP = 65_536
+
+
+def _embedding_array(matrix: np.ndarray) -> pa.FixedSizeListArray:
+    """An (N, D) float32 matrix as a fixed_size_list<float32>[D] column, sharing its memory."""
+    flat = pa.array(np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1), type=pa.float32())
+    return pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1])
+
+
 def write_embeddings(ids, matrix: np.ndarray, model: str, path: str | os.PathLike, **extra) -> None:
-    """Write an (N, D) embedding matrix with its ids as an embeddings table."""
+    """Write an (N, D) embedding matrix with its ids as an embeddings table (the matrix is not copied: a table of
+    millions of segment embeddings costs little more memory than the matrix itself)."""
     matrix = np.asarray(matrix, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[0] != len(ids):
         raise VoxflowError(f"{path}: embeddings must be (N, D) with N={len(ids)} ids, got {matrix.shape}")
     df = pd.DataFrame({"utt_id": list(ids), "model": model, **extra})
-    df["embedding"] = list(matrix)
-    write_table(df, path, "embeddings")
+    try:
+        table = _to_arrow(df, "embeddings").append_column("embedding", _embedding_array(matrix))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
+        raise VoxflowError(f"{path}: cannot store embeddings table: {exc}") from exc
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=EMBEDDING_ROW_GROUP)
 
 
-def read_embeddings(path: str | os.PathLike) -> tuple[list[str], np.ndarray, pd.DataFrame]:
-    """Read an embeddings table as (ids, (N, D) float32 matrix, the other columns)."""
+def read_embeddings(path: str | os.PathLike, columns: list[str] | None = None) -> tuple[list[str], np.ndarray,
+                                                                                       pd.DataFrame]:
+    """Read an embeddings table as (ids, (N, D) float32 matrix, the other columns, or only ``columns`` of them).
+
+    The matrix is filled one row group at a time, so the peak memory is the matrix plus one row group.
+    """
     p = Path(path)
-    df = read_table(p, "embeddings")
-    col = pq.read_table(p, columns=["embedding"]).column("embedding").combine_chunks()
-    if not pa.types.is_fixed_size_list(col.type):
-        raise VoxflowError(f"{p}: column 'embedding' must be fixed_size_list<float32>, got {col.type}")
-    dim = col.type.list_size
-    matrix = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, dim)
-    return df["utt_id"].tolist(), matrix, df.drop(columns=["embedding"])
+    if not p.is_file():
+        raise VoxflowError(f"{p}: embeddings manifest not found")
+    try:
+        pf = pq.ParquetFile(p)
+        schema = pf.schema_arrow
+        wanted = [n for n in schema.names if n != "embedding" and (columns is None or n in columns or n == "utt_id")]
+        df = pq.read_table(p, columns=wanted).to_pandas()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise VoxflowError(f"{p}: not a readable Parquet file: {exc}") from exc
+    missing = [c for c in [*SCHEMAS["embeddings"], "embedding", *(columns or [])] if c not in schema.names]
+    if missing:
+        raise VoxflowError(f"{p}: embeddings table lacks column(s) {missing}; has {schema.names}")
+    kind = schema.field("embedding").type
+    if not pa.types.is_fixed_size_list(kind):
+        raise VoxflowError(f"{p}: column 'embedding' must be fixed_size_list<float32>, got {kind}")
+    dim = kind.list_size
+    matrix = np.empty((pf.metadata.num_rows, dim), dtype=np.float32)
+    start = 0
+    for group in range(pf.num_row_groups):
+        for chunk in pf.read_row_group(group, columns=["embedding"]).column(0).chunks:
+            if chunk.null_count:
+                raise VoxflowError(f"{p}: column 'embedding' has {chunk.null_count} null row(s)")
+            matrix[start : start + len(chunk)] = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+            start += len(chunk)
+    return df["utt_id"].tolist(), matrix, df

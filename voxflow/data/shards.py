@@ -48,19 +48,43 @@ def _json_value(value):
     return value
 
 
-def _metadata(row: dict) -> dict:
-    meta = {}
-    for col, value in row.items():
-        if col in _NOT_IN_JSON:
-            continue
-        try:
-            meta[col] = _json_value(value)
-        except (TypeError, ValueError):
-            continue  # not JSON-serialisable: left out
-    for col in ("sample_rate", "num_samples"):
-        if meta.get(col) is not None:
-            meta[col] = int(meta[col])
-    return meta
+_OMIT = object()  # marks a value that has no JSON form: its key is left out of the metadata
+
+
+def _json_or_omit(value):
+    if type(value) is str:
+        return value
+    try:
+        return _json_value(value)
+    except (TypeError, ValueError):
+        return _OMIT
+
+
+def _column_values(col: pd.Series) -> list:
+    """The JSON values of a column (``_OMIT`` where none), by whole column for plain numeric and string dtypes."""
+    dtype = col.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iub":
+        return col.tolist()
+    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+        arr = col.to_numpy()
+        values = arr.tolist()
+        for i in np.flatnonzero(~np.isfinite(arr)).tolist():  # NaN -> null; infinities have no JSON form
+            values[i] = None if np.isnan(arr[i]) else _OMIT
+        return values
+    if isinstance(dtype, pd.StringDtype):
+        return [v if isinstance(v, str) else None for v in col.tolist()]
+    return [_json_or_omit(v) for v in col.tolist()]
+
+
+def _metadata_rows(df: pd.DataFrame) -> list[dict]:
+    """The JSON metadata of every row (all columns but the path; values without a JSON form left out)."""
+    names = [c for c in df.columns if c not in _NOT_IN_JSON]
+    columns = [_column_values(df[c]) for c in names]
+    for name in ("sample_rate", "num_samples"):
+        if name in names:
+            i = names.index(name)
+            columns[i] = [v if v is None or v is _OMIT else int(v) for v in columns[i]]
+    return [{k: v for k, v in zip(names, row) if v is not _OMIT} for row in zip(*columns)]
 
 
 def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -144,6 +168,23 @@ def write_shards(
     are packed as that region only. Shards ``<prefix>_NNNNNN.tar`` of an earlier run that are not part
     of this one are removed once every new shard is written.
     """
+    tasks = plan_shards(utterances_df, out_dir, utts_per_shard=utts_per_shard, seed=seed, prefix=prefix)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    if jobs > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+            rows = list(pool.map(_write_one, *zip(*tasks)))
+    else:
+        rows = [_write_one(path, group) for path, group in tasks]
+    _remove_stale(Path(out_dir), prefix, {Path(p).name for p, _ in tasks})
+    return pd.DataFrame(rows, columns=["shard_path", "num_utts", "num_bytes", "sha256"])
+
+
+def plan_shards(
+    utterances_df: pd.DataFrame, out_dir: str | os.PathLike, utts_per_shard: int = 1000, seed: int = 0,
+    prefix: str = "shard",
+) -> list[tuple[str, list[tuple[str, str, dict]]]]:
+    """What write_shards will write, without touching the disk: ``(shard path, [(key, audio path, metadata)])`` per
+    shard, the utterances shuffled with ``seed``."""
     missing = [c for c in REQUIRED_COLUMNS if c not in utterances_df.columns]
     if missing:
         raise VoxflowError(f"write_shards: utterances table lacks column(s) {missing}")
@@ -152,25 +193,18 @@ def write_shards(
     if not isinstance(utts_per_shard, int) or utts_per_shard <= 0:
         raise VoxflowError(f"write_shards: utts_per_shard must be a positive integer, got {utts_per_shard!r}")
     df = utterances_df.reset_index(drop=True)
-    bad = [p for p in df["path"].astype(str) if Path(p).suffix.lower() not in AUDIO_SUFFIXES]
+    paths = df["path"].astype(str).tolist()
+    bad = [p for p in paths if os.path.splitext(p)[1].lower() not in AUDIO_SUFFIXES]
     if bad:
         raise VoxflowError(f"{bad[0]}: only {AUDIO_SUFFIXES} files can be packed into shards ({len(bad)} such file(s))")
     order = np.random.default_rng(seed).permutation(len(df))
-    records = df.to_dict("records")
-    members = [(f"{i:0{KEY_DIGITS}d}", str(records[j]["path"]), _metadata(records[j])) for i, j in enumerate(order)]
+    meta = _metadata_rows(df)
+    members = [(f"{i:0{KEY_DIGITS}d}", paths[j], meta[j]) for i, j in enumerate(order.tolist())]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tasks = [
+    return [
         (str(out / f"{prefix}_{s:06d}.tar"), members[start : start + utts_per_shard])
         for s, start in enumerate(range(0, len(members), utts_per_shard))
     ]
-    if jobs > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
-            rows = list(pool.map(_write_one, *zip(*tasks)))
-    else:
-        rows = [_write_one(path, group) for path, group in tasks]
-    _remove_stale(out, prefix, {Path(p).name for p, _ in tasks})
-    return pd.DataFrame(rows, columns=["shard_path", "num_utts", "num_bytes", "sha256"])
 
 
 def _remove_stale(out: Path, prefix: str, keep: set[str]) -> None:
