@@ -1,7 +1,8 @@
 """`voxflow model import --from speechbrain`: parity with speechbrain 1.1.2 (a test dependency), errors.
 
 The reference is SpeechBrain's own modules run as EncoderClassifier.encode_batch(normalize=True) runs them:
-Fbank -> InputNormalization(sentence) -> ECAPA_TDNN -> InputNormalization(global) with mean_var_norm_emb.ckpt.
+Fbank -> InputNormalization(sentence) -> ECAPA_TDNN -> InputNormalization(global) with mean_var_norm_emb.ckpt;
+``test_encoder_classifier_gives_the_same`` checks that composition against EncoderClassifier itself.
 The model directory is what spkrec-ecapa-voxceleb holds (hyperparams.yaml shaped like its own,
 embedding_model.ckpt, mean_var_norm_emb.ckpt written by InputNormalization._save), with random weights, random
 batch-norm statistics and embedding statistics accumulated by InputNormalization from random embeddings. Audio:
@@ -259,6 +260,22 @@ def test_embedding_from_wav_through_voxflow(imported, wav):
         assert cosine(got, expected) >= 0.9999 and np.abs(got - expected).max() <= 1e-4, type(model)
     api = load_model(out).embed(WAV, mode="full")  # voxflow.load_model on the file, as `voxflow embed` reads it
     assert cosine(api, expected) >= 0.9999
+
+
+def test_encoder_classifier_gives_the_same(imported, tmp_path, wav):
+    """SpeechBrain's own inference class on the model directory (HyperPyYAML executed, weights loaded by its
+    Pretrainer) vs the imported model from the wav."""
+    from speechbrain.inference.speaker import EncoderClassifier
+
+    _, sb, out, _ = imported
+    source = out.parent / "sb"
+    encoder = EncoderClassifier.from_hparams(source=str(source), savedir=str(tmp_path / "sb"),
+                                             overrides={"pretrained_path": str(source)}, run_opts={"device": "cpu"})
+    with torch.no_grad():
+        expected = encoder.encode_batch(torch.from_numpy(wav)[None], normalize=True)[0, 0].numpy()
+    assert np.abs(expected - speechbrain_embedding(sb, speechbrain_features(sb, wav))[0]).max() == 0.0
+    got = Embedder(*load_torchscript(out / "model.ts")).embed_waveforms([wav], 16000)[0]
+    assert cosine(got, expected) >= 0.9999 and np.abs(got - expected).max() <= 1e-4  # measured 1.0, <= 1e-6
 
 
 def test_voxflow_embed_command(imported, tmp_path, wav):
