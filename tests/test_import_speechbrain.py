@@ -359,6 +359,16 @@ def test_references_are_followed(layout):
         load_source(layout)
 
 
+def test_embedding_statistics_of_older_speechbrain(layout):
+    """SpeechBrain < 1.0 saved per-speaker dictionaries beside the global statistics (spkrec's file is of that age)."""
+    mean = torch.linspace(-1.0, 1.0, 24)
+    torch.save({"count": 7, "glob_mean": mean, "glob_std": torch.full((24,), 3.0), "spk_dict_mean": {},
+                "spk_dict_std": {}, "spk_dict_count": {}}, layout / "mean_var_norm_emb.ckpt")
+    model, model_cfg, _, _ = load_source(layout)
+    assert model_cfg["output_norm"] and torch.equal(model.output_norm.mean, mean)
+    assert torch.equal(model.output_norm.std, torch.ones(24))  # std_norm False: the stored std is not used
+
+
 def test_bad_embedding_statistics(layout, tmp_path):
     torch.save({"count": 3, "glob_mean": torch.zeros(1, 23), "glob_std": torch.ones(1, 23)},
                layout / "mean_var_norm_emb.ckpt")
