@@ -1,12 +1,13 @@
 """Speed and memory of diarizing one long recording, block-wise (``voxflow.diarize.pipeline.diarize_file``).
 
-    python benchmarks/diarization.py [--minutes 60] [--models xvector_demo,resnet34] [--clustering spectral]
+    python benchmarks/diarization.py [--minutes 60] [--models xvector_demo,resnet34] [--vad silero]
+                                     [--clustering spectral]
 
 A conversation of four synthetic voices (``voxflow.demo.speech``; 2-8 s turns, 0.3 s pauses, repeated
 from a 5-minute master so that synthesis stays quick) is written as 16-bit WAV, then diarized with untrained
 networks (speed only: the labels are meaningless): the demo config's narrow x-vector (30 MFCC) and ResNet34
-(80 fbank). Printed per model: the real-time factor (seconds of work per second of audio) of the VAD (energy,
-read in blocks), the embedding (sub-segments read from the file, 256 at a time), the clustering and the whole,
+(80 fbank). Printed per model: the real-time factor (seconds of work per second of audio) of the VAD (Silero by default,
+600 s blocks), the embedding (sub-segments read from the file, 256 at a time), the clustering and the whole,
 and the peak resident memory of the process (``resource.getrusage``, which only grows: read it per model in
 the order run).
 """
@@ -58,7 +59,7 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run(path: Path, label: str, clustering: str) -> dict:
+def run(path: Path, label: str, clustering: str, vad: str = "silero") -> dict:
     model_cfg, feats = MODELS[label]
     torch.manual_seed(0)
     embedder = Embedder(build_network(model_cfg, {"features": feats}), {"data_cfg": {"features": feats}})
@@ -80,7 +81,7 @@ def run(path: Path, label: str, clustering: str) -> dict:
             setattr(pipeline, name, timed(step, saved[name]))
         pipeline.CLUSTERING[clustering] = timed("clustering", saved_clust)
         t = time.perf_counter()
-        turns = pipeline.diarize_file(path, SR, "long", embedder, max_speakers=8, clustering=clustering)
+        turns = pipeline.diarize_file(path, SR, "long", embedder, max_speakers=8, clustering=clustering, vad=vad)
         times["total"] = time.perf_counter() - t
     finally:
         for name in patches:
@@ -96,6 +97,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--models", default="xvector_demo,resnet34")
     ap.add_argument("--clustering", default="spectral", choices=sorted(pipeline.CLUSTERING))
+    ap.add_argument("--vad", default="silero", choices=["energy", "silero"])
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -105,7 +107,7 @@ def main() -> None:
         write_conversation(path, args.minutes)
         print(f"synthesised {args.minutes:g} min in {time.perf_counter() - t:.1f} s; peak {peak_mb():.0f} MB")
         for label in args.models.split(","):
-            row = run(path, label, args.clustering)
+            row = run(path, label, args.clustering, args.vad)
             print("  ".join(f"{k}={v:.4f}" if isinstance(v, float) and k.startswith("rtf") else f"{k}={v}"
                             for k, v in row.items()))
 

@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--clustering", choices=["spectral", "ahc", "umap_hdbscan"], default="spectral")
     d.add_argument("--p-pruning", help="spectral: fraction of neighbours kept per row, or auto (NME-SC)")
     d.add_argument("--min-neighbors", type=int, help="spectral: at least this many neighbours per row (10)")
-    d.add_argument("--ahc-threshold", type=float, help="ahc: stop at this cosine distance (0.5)")
+    d.add_argument("--ahc-threshold", type=float, help="ahc: stop at this cosine distance (0.3)")
     d.add_argument("--min-cluster-size", type=int, help="ahc / umap_hdbscan: smaller clusters are no speakers (4)")
     d.add_argument("--umap-neighbors", type=int, help="umap_hdbscan: UMAP n_neighbors (16)")
     d.add_argument("--umap-components", type=int, help="umap_hdbscan: UMAP dimensions (32)")

@@ -44,7 +44,7 @@ def merge_closest(X, labels, k: int, threshold: float = 0.0, k_min: int = 1) -> 
 
 def ahc_cluster(
     X,
-    threshold: float = 0.5,
+    threshold: float = 0.3,
     num_speakers: int | None = None,
     min_speakers: int = 1,
     max_speakers: int = 10,

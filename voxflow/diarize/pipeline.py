@@ -255,10 +255,10 @@ def diarize_file(path, sr: int, file_id: str, embed_fn, *args, block_s: float = 
     ``sr`` Hz is read whole and resampled."""
     import soundfile as sf
 
-    from voxflow.audio.io import read_audio
-
     with sf.SoundFile(str(path)) as snd:
         if snd.samplerate != sr:
+            from voxflow.audio.io import read_audio  # imports torch: only for resampling
+
             wav, _ = read_audio(path, expected_sr=sr, resample=True)
             return diarize(wav, sr, file_id, embed_fn, *args, **kwargs)
         a = _arguments(None, sr, file_id, embed_fn, *args, **kwargs)

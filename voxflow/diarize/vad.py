@@ -127,10 +127,13 @@ def silero_vad(
     speech_pad_ms: int = 30,
 ) -> list[tuple[float, float]]:
     """Speech regions ``[(start_s, end_s), ...]`` from Silero VAD (``silero-vad`` package, its packaged ONNX
-    model on CPU with onnxruntime). Rates other than 8 or 16 kHz are resampled to 16 kHz first."""
-    import torch
+    model on CPU with onnxruntime). Rates other than 8 or 16 kHz are resampled to 16 kHz first.
+
+    The speech probabilities come from :func:`silero_probabilities`, the regions from them by the package's own
+    rule (thresholds, durations, padding).
+    """
     from scipy.signal import resample_poly
-    from silero_vad import get_speech_timestamps
+    from silero_vad.utils_vad import get_speech_timestamps_from_probs
 
     wav = _check_wav(wav, sr)
     if sr not in (8000, 16000):
@@ -138,12 +141,32 @@ def silero_vad(
         wav, sr = resample_poly(wav, 16000 // g, sr // g), 16000
     if len(wav) < 512:
         return []
-    stamps = get_speech_timestamps(
-        torch.from_numpy(wav.astype(np.float32)), _silero_model(), threshold=threshold, sampling_rate=sr,
+    stamps = get_speech_timestamps_from_probs(
+        silero_probabilities(wav, sr).tolist(), sampling_rate=sr, threshold=threshold,
         min_speech_duration_ms=min_speech_duration_ms, min_silence_duration_ms=min_silence_duration_ms,
-        speech_pad_ms=speech_pad_ms,
+        speech_pad_ms=speech_pad_ms, audio_length_samples=len(wav),
     )
     return [(t["start"] / sr, t["end"] / sr) for t in stamps]
+
+
+def silero_probabilities(wav, sr: int) -> np.ndarray:
+    """Silero's speech probability for each window (512 samples at 16 kHz, 256 at 8 kHz; the last zero-padded),
+    the windows run in order from the reset state with the previous window's last samples as context, as the
+    package's model wrapper does, but calling the ONNX session directly with NumPy arrays: the same numbers,
+    without the wrapper's per-window tensor conversions (about half the time of a window on one core)."""
+    win, context = (512, 64) if sr == 16000 else (256, 32)
+    n = -(-len(wav) // win)
+    padded = np.zeros(context + n * win, dtype=np.float32)
+    padded[context : context + len(wav)] = wav
+    session = _silero_model().session
+    state = np.zeros((2, 1, 128), dtype=np.float32)
+    rate = np.array(sr, dtype=np.int64)
+    probs = np.empty(n, dtype=np.float32)
+    for i in range(n):
+        x = padded[i * win : (i + 1) * win + context][None]
+        out, state = session.run(None, {"input": x, "state": state, "sr": rate})
+        probs[i] = out[0, 0]
+    return probs
 
 
 _SILERO = []
