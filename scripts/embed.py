@@ -4,8 +4,8 @@ import argparse
 
 from voxflow.data.manifests import read_table, write_embeddings
 from voxflow.embed.extract import Embedder, embed_segments, embed_utterances
+from voxflow.embed.runtime import load_network as load_exported
 from voxflow.train.engine import load_network
-from voxflow.train.export import load_torchscript
 from voxflow.utils.scripting import json_arg, run
 
 
@@ -13,7 +13,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     sub = ap.add_subparsers(dest="what", required=True)
     utt = sub.add_parser("utterances")
-    utt.add_argument("--model", required=True, help="exported TorchScript model")
+    utt.add_argument("--model", required=True, help="exported TorchScript model (its feature config)")
+    utt.add_argument("--onnx", help="its ONNX export, run when the config's runtime resolves to onnx")
     utt.add_argument("--config", default="{}", help="the config's embedding section as JSON")
     seg = sub.add_parser("segments")
     seg.add_argument("--checkpoint", required=True)
@@ -27,8 +28,10 @@ def main():
     utts = read_table(args.utterances, "utterances")
     if args.what == "utterances":
         cfg = json_arg(args.config, "--config")
-        model, meta = load_torchscript(args.model)
-        embedder = Embedder(model, meta, device=cfg.get("device", "cpu"), batch_size=cfg.get("batch_size", 64))
+        device = cfg.get("device", "cpu")
+        model, meta, engine = load_exported(args.model, cfg.get("runtime", "torch"), device, args.onnx)
+        print(f"extracting with {engine} on {device}")
+        embedder = Embedder(model, meta, device=device, batch_size=cfg.get("batch_size", 64))
         # window_s / hop_s null: the model's own SEA settings (see Embedder.sea)
         ids, matrix = embed_utterances(embedder, utts, cfg.get("window_s"), cfg.get("hop_s"),
                                        mode=cfg.get("mode", "sea"))

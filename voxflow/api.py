@@ -46,15 +46,16 @@ def utterance_table(paths: list, sample_rate: int) -> pd.DataFrame:
 class Model:
     """An exported TorchScript model with its meta (front-end, SEA settings); see ``load_model``."""
 
-    def __init__(self, path: str | os.PathLike, device: str = "cpu", threshold: float | None = None):
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", threshold: float | None = None,
+                 runtime: str = "torch"):
         from voxflow.embed.extract import Embedder
-        from voxflow.train.export import load_torchscript
+        from voxflow.embed.runtime import load_network
 
         path = Path(path)
         self.path = path / MODEL_FILE if path.is_dir() else path
         if not self.path.is_file():
             raise VoxflowError(f"{path}: no such model (give a model directory holding {MODEL_FILE}, or the file)")
-        model, self.meta = load_torchscript(self.path)
+        model, self.meta, self.engine = load_network(self.path, runtime, device)
         self.embedder = Embedder(model, self.meta, device=device)
         self.threshold = threshold
 
@@ -104,7 +105,10 @@ class Model:
                        num_speakers=num_speakers, max_speakers=max_speakers, **kwargs)
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu", threshold: float | None = None) -> Model:
+def load_model(path: str | os.PathLike, device: str = "cpu", threshold: float | None = None,
+               runtime: str = "torch") -> Model:
     """The model at ``path``: a directory holding model.ts (an experiment's, or ``voxflow model import``'s) or
-    the model.ts itself. ``threshold``: the default decision threshold of ``verify``."""
-    return Model(path, device=device, threshold=threshold)
+    the model.ts itself. ``threshold``: the default decision threshold of ``verify``. ``runtime``: torch, onnx
+    (model.onnx beside model.ts, in ONNX Runtime) or auto (onnx on the CPU when model.onnx exists, see
+    ``voxflow.embed.runtime``)."""
+    return Model(path, device=device, threshold=threshold, runtime=runtime)

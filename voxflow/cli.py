@@ -22,15 +22,16 @@ def cmd_embed(args) -> None:
     from voxflow.api import load_model
     from voxflow.data.manifests import write_embeddings
 
-    ids, matrix = load_model(args.model, device=args.device).embed_files(args.audio, mode=args.mode)
+    model = load_model(args.model, device=args.device, runtime=args.runtime)
+    ids, matrix = model.embed_files(args.audio, mode=args.mode)
     write_embeddings(ids, matrix, args.model, args.out)
-    print(f"{len(ids)} embeddings of dimension {matrix.shape[1]} -> {args.out}")
+    print(f"{len(ids)} embeddings of dimension {matrix.shape[1]} ({model.engine}) -> {args.out}")
 
 
 def cmd_verify(args) -> None:
     from voxflow.api import load_model
 
-    result = load_model(args.model, device=args.device).verify(args.enroll, args.test, args.threshold, mode=args.mode)
+    result = load_model(args.model, device=args.device, runtime=args.runtime).verify(args.enroll, args.test, args.threshold, mode=args.mode)
     print(f"cosine {result.score:.4f}" + ("" if result.same is None else
                                           f" -> {'same' if result.same else 'different'} speaker"))
 
@@ -146,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="cpu")
     for p in (e, v):
         p.add_argument("--mode", choices=["sea", "full"], default="sea")
+        p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+                       help="torch (model.ts), onnx (model.onnx beside it, ONNX Runtime, CPU) or auto (default: "
+                       "onnx on the CPU when model.onnx exists, measured faster there; torch on CUDA)")
     m = sub.add_parser("model", help="pretrained models of other toolkits")
     msub = m.add_subparsers(dest="action", required=True)
     mi = msub.add_parser("import", help="write a Wespeaker, SpeechBrain or Resemblyzer model as a voxflow model "

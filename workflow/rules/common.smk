@@ -4,6 +4,7 @@ import json
 import os
 import re
 
+from voxflow.embed.runtime import resolve_runtime
 from voxflow.report import summary as summary_lib
 
 DATA = config["data_dir"]
@@ -506,6 +507,23 @@ def export_inputs(wildcards):
 # ---------------------------------------------------------------- back-ends and calibration (score.smk)
 CAL = config["calibration"]
 CAL_SET = "calibration"  # the calibration trial list's name under scores/
+
+
+EMBED_ENGINE = resolve_runtime(
+    config["embedding"]["runtime"], config["embedding"]["device"]
+)
+
+
+def embed_inputs(wildcards):
+    """Rule embed: the exported model (its feature config inside), the utterances, and model.onnx when
+    embedding.runtime resolves to onnx (auto: on the CPU)."""
+    out = {
+        "model": f"{EXP}/{wildcards.system}/model.ts",
+        "utts": f"{DATA}/manifests/{wildcards.corpus}.parquet",
+    }
+    if EMBED_ENGINE == "onnx":
+        out["onnx"] = f"{EXP}/{wildcards.system}/model.onnx"
+    return out
 
 
 def calibration_corpus():

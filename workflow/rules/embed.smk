@@ -1,10 +1,9 @@
-# Embedding extraction with an exported model (split-embed-average by default).
+# Embedding extraction with an exported model (split-embed-average by default), in PyTorch or ONNX Runtime.
 
 
 rule embed:
     input:
-        model=f"{EXP}/{{system}}/model.ts",
-        utts=f"{DATA}/manifests/{{corpus}}.parquet",
+        unpack(embed_inputs),
     output:
         f"{EXP}/{{system}}/embeddings/{{corpus}}.parquet",
     log:
@@ -19,7 +18,8 @@ rule embed:
         gpu=int(config["embedding"]["device"].startswith("cuda")),
     params:
         cfg=as_json(config["embedding"]),
+        onnx=lambda w, input: f"--onnx {input.onnx}" if "onnx" in input.keys() else "",
         scripts=untracked(SCRIPTS),
     shell:
-        "python {params.scripts}/embed.py utterances --model {input.model} --utterances {input.utts}"
+        "python {params.scripts}/embed.py utterances --model {input.model} --utterances {input.utts} {params.onnx}"
         " --config {params.cfg:q} --out {output} > {log} 2>&1"

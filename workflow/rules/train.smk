@@ -111,7 +111,8 @@ rule export:
 
 rule export_untrained:
     output:
-        f"{EXP}/{{exp}}_untrained/model.ts",
+        torchscript=f"{EXP}/{{exp}}_untrained/model.ts",
+        onnx=f"{EXP}/{{exp}}_untrained/model.onnx",
     log:
         "logs/export/{exp}_untrained.log",
     benchmark:
@@ -124,4 +125,5 @@ rule export_untrained:
         cfg=lambda w: as_json(network_config(w.exp)),
         scripts=untracked(SCRIPTS),
     shell:
-        "python {params.scripts}/export.py --untrained-config {params.cfg:q} --torchscript {output} > {log} 2>&1"
+        "python {params.scripts}/export.py --untrained-config {params.cfg:q} --torchscript {output.torchscript}"
+        " --onnx {output.onnx} > {log} 2>&1"
