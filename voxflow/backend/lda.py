@@ -12,6 +12,7 @@ from scipy.sparse import csr_matrix
 from voxflow.errors import VoxflowError
 
 EIG_FLOOR = 1e-6  # relative eigenvalue floor (Kaldi's ivector-compute-lda --covariance-floor): below it is "null"
+FIT_CHUNK = 65_536  # rows per block of the training statistics: only one block is ever copied to float64
 log = logging.getLogger(__name__)
 
 
@@ -38,6 +39,44 @@ def class_sums(x: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(onehot @ np.asarray(x, dtype=np.float64))
 
 
+def as_rows(x, what: str = "embeddings", chunk: int = FIT_CHUNK) -> np.ndarray:
+    """``x`` as an (N, D) float32/float64 matrix without copying it, checked for non-finite values block by block."""
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    if x.ndim != 2:
+        raise VoxflowError(f"{what} must be an (N, D) matrix, got shape {x.shape}")
+    for lo in range(0, len(x), chunk):
+        bad = ~np.isfinite(x[lo:lo + chunk]).all(axis=1)
+        if bad.any():
+            raise VoxflowError(f"{what} contain non-finite values (row {lo + int(np.flatnonzero(bad)[0])})")
+    return x
+
+
+def chunked_mean(x: np.ndarray, chunk: int = FIT_CHUNK) -> np.ndarray:
+    """Column means of ``x`` (float64), summed block by block."""
+    total = np.zeros(x.shape[1])
+    for lo in range(0, len(x), chunk):
+        total += np.asarray(x[lo:lo + chunk], dtype=np.float64).sum(axis=0)
+    return total / max(len(x), 1)
+
+
+def class_scatter(x: np.ndarray, codes: np.ndarray, k: int, rows=None,
+                  chunk: int = FIT_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class sums (k, D') and the scatter matrix sum of r r^T (D', D') of the rows ``r = rows(block)`` of
+    ``x`` (float64 blocks; ``rows`` None: the rows themselves), accumulated block by block: memory is one block,
+    not N x D float64 copies."""
+    sums, scatter = None, None
+    for lo in range(0, len(x), chunk):
+        block = np.asarray(x[lo:lo + chunk], dtype=np.float64)
+        r = block if rows is None else rows(block)
+        if sums is None:
+            sums, scatter = np.zeros((k, r.shape[1])), np.zeros((r.shape[1], r.shape[1]))
+        sums += class_sums(r, codes[lo:lo + chunk], k)
+        scatter += r.T @ r
+    return sums, scatter
+
+
 def check_matrix(x, what: str = "embeddings") -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
@@ -50,6 +89,7 @@ def check_matrix(x, what: str = "embeddings") -> np.ndarray:
 def describe(x: np.ndarray, codes: np.ndarray, k: int) -> str:
     """The counts a user needs to judge training data: utterances, speakers, singletons, dimension, rank."""
     counts = np.bincount(codes, minlength=k)
+    x = np.asarray(x, dtype=np.float64)  # the rank tolerance below is float64's (this runs on degenerate data only)
     sv = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)  # rank relative to the data's scale, not to sv[0]
     rank = int((sv > max(x.shape) * np.finfo(np.float64).eps * np.linalg.norm(x)).sum())
     return (f"{len(x)} utterances of {k} speakers ({int((counts == 1).sum())} with a single utterance), "
@@ -90,9 +130,10 @@ class LDA:
         self.mean: np.ndarray | None = None
         self.transform_matrix: np.ndarray | None = None  # (D, n_components)
 
-    def fit(self, x: np.ndarray, labels) -> "LDA":
-        """Fit on embeddings ``x`` (N, D) with class ``labels`` (N,)."""
-        x = check_matrix(x)
+    def fit(self, x: np.ndarray, labels, shift: np.ndarray | None = None, chunk: int = FIT_CHUNK) -> "LDA":
+        """Fit on embeddings ``x`` (N, D) (minus ``shift``, when given) with class ``labels`` (N,); the statistics
+        are accumulated in blocks of ``chunk`` rows (float32 input is never copied whole)."""
+        x = as_rows(x, chunk=chunk)
         codes, k = class_codes(labels, len(x), "speaker labels")
         check_trainable(x, codes, k, "LDA")
         dim = x.shape[1]
@@ -100,12 +141,14 @@ class LDA:
             raise VoxflowError(
                 f"LDA to {self.n_components} dims needs <= min(D={dim}, classes-1={k - 1}) components"
             )
-        self.mean = x.mean(axis=0)
-        xc = x - self.mean
+        shift = np.zeros(dim) if shift is None else np.asarray(shift, dtype=np.float64)
+        self.mean = chunked_mean(x, chunk) - shift
+        centre = shift + self.mean
+        sums, scatter = class_scatter(x, codes, k, lambda block: block - centre, chunk)
         counts = np.bincount(codes, minlength=k).astype(np.float64)
-        class_means = class_sums(xc, codes, k) / counts[:, None]
+        class_means = sums / counts[:, None]
         between = (class_means * counts[:, None]).T @ class_means / len(x)
-        within = xc.T @ xc / len(x) - between
+        within = scatter / len(x) - between
         w_vals = eigvalsh(within)
         if w_vals[0] <= EIG_FLOOR * w_vals[-1]:
             self.transform_matrix = self._fit_in_subspace(between, within, x, codes, k)

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, eigh, eigvalsh
 
-from voxflow.backend.lda import (EIG_FLOOR, LDA, check_matrix, check_trainable, class_codes, class_sums,
-                                 length_normalize)
+from voxflow.backend.lda import (EIG_FLOOR, FIT_CHUNK, LDA, as_rows, check_matrix, check_trainable, chunked_mean,
+                                 class_codes, class_scatter, class_sums, length_normalize)
 from voxflow.backend.npz import load_npz, save_npz
 from voxflow.backend.pairs import BilinearSpace, scores_frame, single_threaded_blas, trial_rows
 from voxflow.errors import VoxflowError
@@ -70,15 +70,18 @@ class PLDA:
 
     # ------------------------------------------------------------------ training
 
-    def fit(self, x: np.ndarray, spk_labels) -> "PLDA":
-        """Fit mu, B, W by EM on embeddings ``x`` (N, D) labelled by speaker."""
-        x = check_matrix(x)
+    def fit(self, x: np.ndarray, spk_labels, chunk: int = FIT_CHUNK) -> "PLDA":
+        """Fit mu, B, W by EM on embeddings ``x`` (N, D) labelled by speaker (statistics in blocks of ``chunk``)."""
+        x = as_rows(x, chunk=chunk)
         codes, k = class_codes(spk_labels, len(x), "speaker labels")
         check_trainable(x, codes, k, "PLDA")
-        n, dim = x.shape
-        counts = np.bincount(codes, minlength=k)
-        sums = class_sums(x, codes, k)
-        scatter = x.T @ x
+        sums, scatter = class_scatter(x, codes, k, chunk=chunk)
+        return self.fit_statistics(np.bincount(codes, minlength=k), sums, scatter)
+
+    def fit_statistics(self, counts: np.ndarray, sums: np.ndarray, scatter: np.ndarray) -> "PLDA":
+        """Fit by EM from the training statistics: utterances per speaker (k,), per-speaker sums (k, D) and the
+        scatter matrix sum of x x^T (D, D) (all that EM needs, so the embeddings can be summarised in blocks)."""
+        n, (k, dim) = int(counts.sum()), sums.shape
         # initialise from the class means (moment estimates)
         means = sums / counts[:, None]
         self.mu = means.mean(axis=0)
@@ -227,14 +230,24 @@ class PLDABackend:
         self.mean: np.ndarray | None = None
         self.plda = PLDA(n_iter=n_iter)
 
-    def fit(self, x: np.ndarray, spk_labels) -> "PLDABackend":
-        x = check_matrix(x)
-        self.mean = x.mean(axis=0)
-        y = x - self.mean
+    def fit(self, x: np.ndarray, spk_labels, chunk: int = FIT_CHUNK) -> "PLDABackend":
+        """Fit on raw embeddings (N, D) labelled by speaker. Every step works on blocks of ``chunk`` rows (the
+        mean, the LDA statistics, then the PLDA statistics of the transformed blocks): beyond the input, memory
+        is one block, so VoxCeleb2 dev's 1.09 M embeddings fit in a few hundred MB more than they take."""
+        x = as_rows(x, chunk=chunk)
+        codes, k = class_codes(spk_labels, len(x), "speaker labels")
+        self.mean = chunked_mean(x, chunk)
         if self.lda_dim is not None:
-            self.lda = LDA(self.lda_dim).fit(y, spk_labels)
-        self.plda.fit(self.transform(x), spk_labels)
+            self.lda = LDA(self.lda_dim).fit(x, spk_labels, shift=self.mean, chunk=chunk)
+        else:
+            check_trainable(x, codes, k, "PLDA")
+        sums, scatter = class_scatter(x, codes, k, self._plda_rows, chunk)
+        self.plda.fit_statistics(np.bincount(codes, minlength=k), sums, scatter)
         return self
+
+    def _plda_rows(self, x: np.ndarray) -> np.ndarray:
+        y = x - self.mean
+        return length_normalize(y if self.lda is None else self.lda.transform(y))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Pre-process raw embeddings into the PLDA input space."""
