@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scale_common import (CLEANING_SEGMENTS, REPO, VOX2_DEV_SPEAKERS, fmt_mb, fmt_s, judged, make_row,
+from scale_common import (CLEANING_SEGMENTS, REPO, VOX2_DEV_HOURS, VOX2_DEV_SPEAKERS, fmt_mb, fmt_s, judged, make_row,
                           run_measured, run_step)
 
 DIM = 256
@@ -132,8 +132,11 @@ def per_speaker_cost(sizes=(1000, 5000, 20000), seed: int = 0) -> dict:
     return {"seconds": out}
 
 
-def cleaning_rows(workdir: str, quick: bool, threads: int = 2, speakers: int | None = None) -> list[dict]:
-    """Row 3: the rule at full size (quick: 1/20 of the speakers, projected), and per-speaker costs."""
+def cleaning_rows(workdir: str, quick: bool, threads: int = 2, speakers: int | None = None,
+                  units: dict | None = None, cost_sizes: tuple[int, ...] = (1000, 5000, 20000)) -> list[dict]:
+    """Row 3: the rule at full size (quick: 1/20 of the speakers, projected), and per-speaker costs.
+    ``speakers``/``cost_sizes`` override the sizes (tests); per-unit figures for row 6 go into ``units``."""
+    units = {} if units is None else units
     n_spk = speakers or (VOX2_DEV_SPEAKERS // 20 if quick else VOX2_DEV_SPEAKERS)
     n_seg = int(CLEANING_SEGMENTS * n_spk / VOX2_DEV_SPEAKERS)
     k = CLEANING_SEGMENTS / n_seg
@@ -144,6 +147,8 @@ def cleaning_rows(workdir: str, quick: bool, threads: int = 2, speakers: int | N
     minutes = judged(r["wall_s"], r["cpu_s"] / threads) * k / 60
     base_mb = 300.0  # the interpreter with numpy, pandas and pyarrow loaded: not scaled
     peak_gb = (base_mb + max(0.0, r["peak_mb"] - base_mb) * k) / 1024
+    units.update(clean_min_per_kseg=minutes / (CLEANING_SEGMENTS / 1000), clean_peak_mb_full=peak_gb * 1024,
+                 clean_threads=threads, clean_segments_per_hour=CLEANING_SEGMENTS / VOX2_DEV_HOURS)
     proj = f", projected x{k:.0f} to {CLEANING_SEGMENTS / 1e6:.1f} M" if k > 1.01 else ""
     rows = [make_row(
         "3 cleaning",
@@ -156,13 +161,14 @@ def cleaning_rows(workdir: str, quick: bool, threads: int = 2, speakers: int | N
           f"other segments excluded {s.get('segments_excluded_other')}",
         f"< {TARGET_MIN:.0f} min and < {TARGET_GB:.0f} GB on 2 cores", minutes < TARGET_MIN and peak_gb < TARGET_GB,
         "see the docs: the per-speaker split dominates; more threads, or fewer K-means restarts (n_init)")]
-    cost = run_step("scale_cleaning", "per_speaker_cost", {})["seconds"]
+    cost = run_step("scale_cleaning", "per_speaker_cost", {"sizes": list(cost_sizes)})["seconds"]
     per_k = {n: cost[n] / (int(n) / 1000) for n in cost}
+    first, last = str(cost_sizes[0]), str(cost_sizes[-1])
     rows.append(make_row(
         "3 cleaning", "one speaker's split (K-means K=2 x 10 restarts + silhouette from cluster sums), 1 thread, "
-        "at 1k / 5k / 20k segments",
+        f"at {' / '.join(f'{n:,}' for n in cost_sizes)} segments",
         " / ".join(f"{cost[n] * 1e3:.0f} ms" for n in cost) + " ("
         + " / ".join(f"{per_k[n] * 1e3:.0f}" for n in per_k) + " ms per 1k segments)",
-        "cost per segment at 20k < 5x that at 1k (quadratic growth: 20x)",
-        per_k["20000"] < 5 * per_k["1000"], "the cost per segment grows with the speaker's size: see the docs"))
+        f"cost per segment at {int(last):,} < 5x that at {int(first):,} (quadratic growth: "
+        f"{int(last) // int(first)}x)", per_k[last] < 5 * per_k[first], "the cost per segment grows with the speaker's size: see the docs"))
     return rows

@@ -149,20 +149,32 @@ def shard_rate(root: str, n_utts: int, fmt: str) -> dict:
     """Utterances/s of write_shards in one job (one process) on ``n_utts`` real files (in the page cache)."""
     from voxflow.data.shards import write_shards
 
+    from voxflow.corpora.importers import import_corpus
+
     df = make_audio_corpus(str(Path(root) / "audio"), n_utts, fmt=fmt)
+    t0, c0 = time.perf_counter(), time.process_time()
+    imported = import_corpus(str(Path(root) / "audio"), fmt="voxceleb")  # what rule manifest does: header reads
+    import_wall, import_cpu = time.perf_counter() - t0, time.process_time() - c0
+    assert len(imported) == n_utts
     t0, c0 = time.perf_counter(), time.process_time()
     table = write_shards(df, str(Path(root) / "shards"), utts_per_shard=100, jobs=1)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"utts": int(table["num_utts"].sum()), "write_wall_s": wall, "write_cpu_s": cpu,
+            "import_wall_s": import_wall, "import_cpu_s": import_cpu,
             "hours": float(df.duration_s.sum() / 3600), "bytes": int(table["num_bytes"].sum())}
 
 
-def manifest_rows(workdir: str, quick: bool, jobs: int = 8) -> list[dict]:
-    """Row 2: manifest write/read time and size at 1.09 M rows (quick: 1/10, projected); shard-writing rate."""
-    frac = 0.1 if quick else 1.0
-    n, s = int(VOX2_DEV_UTTS * frac), int(VOX2_DEV_SPEAKERS * frac)
+def manifest_rows(workdir: str, quick: bool, jobs: int = 8, units: dict | None = None, frac: float | None = None,
+                  n_audio: int | None = None) -> list[dict]:
+    """Row 2: manifest write/read time and size at 1.09 M rows (quick: 1/10, projected); shard-writing rate on
+    real audio files (quick: 120 files, else 600). ``frac``/``n_audio`` override the sizes (tests); per-unit
+    figures for row 6 go into ``units``."""
+    units = {} if units is None else units
+    frac = frac or (0.1 if quick else 1.0)
+    n, s = int(VOX2_DEV_UTTS * frac), max(2, int(VOX2_DEV_SPEAKERS * frac))
     r = run_step("scale_manifests", "manifest_io", dict(path=f"{workdir}/row2_manifest.parquet", n_utts=n, n_speakers=s))
     k = 1 / frac
+    units["manifest_peak_mb"] = r["peak_mb"] * k
     size = f"{n:,} rows" + (f", projected x{k:.0f} to {VOX2_DEV_UTTS:,}" if quick else "")
     rows = [
         make_row("2 manifests", f"write_table of the VoxCeleb2 dev manifest ({size})",
@@ -171,11 +183,21 @@ def manifest_rows(workdir: str, quick: bool, jobs: int = 8) -> list[dict]:
                  "< 30 s write + read (a step of planning and of every rule that reads it)",
                  (r["write_s"] + r["read_s"]) * k < 30, "reading it is on every rule's path: see the docs"),
     ]
-    n_audio = 120 if quick else 600
+    n_audio = n_audio or (120 if quick else 600)
     for fmt in ("wav", "flac"):
         r = run_step("scale_manifests", "shard_rate", dict(root=f"{workdir}/row2_{fmt}", n_utts=n_audio, fmt=fmt))
         rate = r["utts"] / judged(r["write_wall_s"], r["write_cpu_s"])
         hours_full = VOX2_DEV_UTTS / (rate * jobs) / 3600
+        units[f"shard_utts_per_s_{fmt}"] = rate
+        units[f"shard_mean_duration_s_{fmt}"] = r["hours"] * 3600 / r["utts"]
+        units[f"import_utts_per_s_{fmt}"] = r["utts"] / judged(r["import_wall_s"], r["import_cpu_s"])
+        if fmt == "wav":
+            import_min = VOX2_DEV_UTTS / units["import_utts_per_s_wav"] / 60
+            rows.append(make_row(
+                "2 manifests", f"rule manifest's import (header reads) of {r['utts']} real WAV files (page cache "
+                f"warm), projected to {VOX2_DEV_UTTS:,} utterances",
+                f"{units['import_utts_per_s_wav']:,.0f} utts/s; {import_min:.1f} min", "< 60 min",
+                import_min < 60, "header reads are bound by the storage's latency: see the docs"))
         rows.append(make_row(
             "2 shards", f"write_shards, 1 job, {r['utts']} real {fmt.upper()} files of 4-12 s (page cache warm), "
             f"projected to {VOX2_DEV_UTTS:,} utterances on {jobs} jobs",

@@ -69,8 +69,10 @@ def _time_figure(wall: float, cpu: float, peak_mb: float) -> str:
     return f"{fmt_s(wall)} wall ({fmt_s(cpu)} CPU), peak {fmt_mb(peak_mb)}"
 
 
-def planning_rows(workdir: str, quick: bool, configs: tuple[str, ...] = CONFIGS, scale: float = 1.0) -> list[dict]:
-    """Row 1 at full size (the quick mode plans the same full-size inputs, but only once the manifests exist)."""
+def planning_rows(workdir: str, quick: bool, configs: tuple[str, ...] = CONFIGS, scale: float = 1.0,
+                  units: dict | None = None) -> list[dict]:
+    """Row 1 at full size (the quick mode plans the same full-size inputs, but only once the manifests exist);
+    ``scale`` < 1 shrinks the inputs (tests). Per-unit figures for row 6 go into ``units``."""
     root = Path(workdir) / "row1"
     inputs = make_voxceleb_inputs(str(root / "inputs"), scale=scale)
     size = (f"manifests {inputs['vox2_utts']:,} (VoxCeleb2 dev, {inputs['vox2_speakers']:,} speakers) + "
@@ -93,6 +95,9 @@ def planning_rows(workdir: str, quick: bool, configs: tuple[str, ...] = CONFIGS,
                                  t < TARGET_S, "profile the DAG build (snakemake --profile-... / cProfile); see docs"))
     r = run_step("scale_plan", "shard_plan", dict(manifest=inputs["paths"]["vox2_dev"]))
     t = judged(r["plan_wall_s"], r["plan_cpu_s"])
+    if units is not None:
+        units["shard_plan_peak_mb"] = r["peak_mb"]
+        units["shard_plan_utts"] = r["utts"]
     rows.append(make_row(
         "1 planning", f"shard planning (plan_shards) of {r['utts']:,} utterances into {r['shards']:,} shards of 1,000",
         f"{_time_figure(r['plan_wall_s'], r['plan_cpu_s'], r['peak_mb'])} (peak incl. the manifest)",
