@@ -73,6 +73,9 @@ rule clean_speakers:
         "logs/bench/clean_speakers.tsv"
     conda:
         "../../envs/scoring.yaml"
+    threads: job_cpus("clean_speakers")
+    resources:
+        **job_resources("clean_speakers"),
     params:
         majority=config["cleaning"]["majority"],
         silhouette=config["cleaning"]["min_silhouette"],
@@ -82,4 +85,4 @@ rule clean_speakers:
     shell:
         "python {params.scripts}/clean_speakers.py --segments {input.segments} --majority {params.majority}"
         " --min-silhouette {params.silhouette} --ground-truth {params.truth:q} --seed {params.seed}"
-        " --exclusions {output.exclusions} --speakers {output.speakers} --summary {output.summary} > {log} 2>&1"
+        " --threads {threads} --exclusions {output.exclusions} --speakers {output.speakers} --summary {output.summary} > {log} 2>&1"

@@ -245,6 +245,10 @@ RESOURCE_UNITS = {
         "hour of training audio",
         lambda w, input: manifest_hours(input.utts, input),
     ),
+    "clean_speakers": (
+        "1000 segment embeddings",
+        lambda w, input: table_rows(input.segments, input) / 1000.0,
+    ),
     "train_stage": (
         "hour of training audio x epoch of the stage / training process",
         lambda w, input: manifest_hours(input.utts, input)
