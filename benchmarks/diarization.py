@@ -24,7 +24,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from voxflow.demo.speech import random_voice, render_speech
+from voxflow.demo.speech import render_speech
+from voxflow.demo.voices import random_voice
 from voxflow.diarize import pipeline
 from voxflow.embed.extract import Embedder
 from voxflow.train.network import build_network

@@ -15,7 +15,8 @@ SR = 16000
 
 
 def _speech(seed: int, sex: str, seconds: float = 3.0) -> np.ndarray:
-    from voxflow.demo.speech import random_voice, render_speech
+    from voxflow.demo.speech import render_speech
+    from voxflow.demo.voices import random_voice
 
     rng = np.random.default_rng(seed)
     return (0.1 * render_speech(random_voice(f"s{seed}", rng, sex=sex), int(seconds * SR), SR, rng)).astype(np.float32)

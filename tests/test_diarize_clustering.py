@@ -9,7 +9,8 @@ import soundfile as sf
 
 from voxflow.cluster.ahc import ahc_cluster
 from voxflow.cluster.umap_hdbscan import umap_hdbscan_cluster
-from voxflow.demo.speech import random_voice, render_speech
+from voxflow.demo.speech import render_speech
+from voxflow.demo.voices import random_voice
 from voxflow.diarize.pipeline import diarize, diarize_file
 
 SR = 16000

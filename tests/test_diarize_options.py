@@ -15,7 +15,8 @@ import soundfile as sf
 
 from voxflow.cluster.ahc import ahc_cluster
 from voxflow.cluster.spectral import spectral_cluster
-from voxflow.demo.speech import random_voice, render_speech
+from voxflow.demo.speech import render_speech
+from voxflow.demo.voices import random_voice
 from voxflow.diarize.pipeline import diarize_detailed
 from voxflow.diarize.rttm import read_rttm
 from voxflow.diarize.run import diarize_files, speaker_counts

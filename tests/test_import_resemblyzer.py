@@ -44,7 +44,8 @@ def _speech() -> tuple[np.ndarray, str]:
         if d and all((Path(d) / c).is_file() for c in CLIPS):
             parts = [read_audio(Path(d) / c, expected_sr=SR, resample=True)[0] for c in CLIPS]
             return np.concatenate([p for part in parts for p in (part, pause)]).astype(np.float32), "hedgewars"
-    from voxflow.demo.speech import random_voice, render_speech
+    from voxflow.demo.speech import render_speech
+    from voxflow.demo.voices import random_voice
 
     rng = np.random.default_rng(3)
     voice = random_voice("s", rng)

@@ -10,8 +10,10 @@ import soundfile as sf
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
-from voxflow.demo.corpus import make_demo_corpus, make_rir, make_trials
-from voxflow.demo.speech import Style, random_voice, render_speech
+from voxflow.demo.acoustics import make_rir
+from voxflow.demo.corpus import make_demo_corpus, make_trials
+from voxflow.demo.speech import render_speech
+from voxflow.demo.voices import Style, random_voice
 from voxflow.errors import VoxflowError
 
 SR = 16000
