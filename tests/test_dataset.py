@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader
 from voxflow.audio.augment import speed_perturb
 from voxflow.audio.features import extract_features
 from voxflow.data import chain
-from voxflow.data.dataset import TrainDataset, build_train_loader, num_classes, validate_data_cfg
+from voxflow.data.config import num_classes, validate_data_cfg
+from voxflow.data.dataset import TrainDataset, build_train_loader
 from voxflow.data.shards import write_shards
 from voxflow.errors import VoxflowError
 

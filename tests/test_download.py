@@ -12,7 +12,8 @@ import pytest
 
 from voxflow.corpus_cli import main as corpus_main
 from voxflow.corpora.catalog import fetch_corpus, load_catalog, resolve, resolve_files
-from voxflow.corpora.download import download, redact_url, tofu_record_path
+from voxflow.corpora.checksums import tofu_record_path
+from voxflow.corpora.download import download, redact_url
 from voxflow.errors import VoxflowError
 
 

@@ -24,7 +24,7 @@ from resemblyzer import VoiceEncoder, audio as rz_audio  # noqa: E402
 
 from voxflow.audio.features import extract_features, num_frames, validate_features_cfg  # noqa: E402
 from voxflow.audio.io import read_audio  # noqa: E402
-from voxflow.data.dataset import validate_data_cfg  # noqa: E402
+from voxflow.data.config import validate_data_cfg  # noqa: E402
 from voxflow.embed.extract import Embedder, embed_utterances, partial_windows  # noqa: E402
 from voxflow.errors import VoxflowError  # noqa: E402
 from voxflow.pretrained import import_model  # noqa: E402

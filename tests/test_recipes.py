@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import yaml
 
 from voxflow.audio.features import feature_dim, num_frames
-from voxflow.data.dataset import validate_data_cfg
+from voxflow.data.config import validate_data_cfg
 from voxflow.train.network import build_classifier, build_network
 from voxflow.train.schedules import margin_scheduler
 from voxflow.train.stage_config import STAGES, resolve_stage

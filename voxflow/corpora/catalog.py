@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Mapping
 
 from voxflow.corpora.archive import ExtractReport, concat_parts, safe_extract
-from voxflow.corpora.download import download, expected_digests
+from voxflow.corpora.checksums import expected_digests
+from voxflow.corpora.download import download
 from voxflow.errors import VoxflowError
 
 DEFAULT_CATALOG = Path(__file__).resolve().parents[2] / "config" / "corpora.yaml"

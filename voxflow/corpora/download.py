@@ -5,7 +5,8 @@ the expected digest(s), then renames the part onto ``dest``; ``dest`` therefore 
 complete. A file failing its checksum is kept as ``<dest>.bad`` for inspection, never deleted.
 A file without a published checksum can be fetched under trust on first use (``trust_on_first_use``):
 its sha256 is recorded in ``<dest>.sha256`` (``sha256sum`` format) after the first complete download
-and every later run checks the file, or a new download of it, against that record.
+and every later run checks the file, or a new download of it, against that record (digests, stamps and
+records: :mod:`voxflow.corpora.checksums`).
 Credentials (basic auth or extra headers) come from arguments or the environment and are never
 written to logs or error messages.
 """
@@ -31,6 +32,16 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from voxflow.corpora.checksums import (
+    digest_mismatches,
+    expected_digests,
+    file_digests,
+    read_tofu_record,
+    record_verified,
+    tofu_record_path,
+    verify_file,
+    write_tofu_record,
+)
 from voxflow.errors import VoxflowError
 
 log = logging.getLogger(__name__)
@@ -60,104 +71,6 @@ def redact_url(url: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "?..." if parts.query else "", ""))
-
-
-def file_digests(path: str | os.PathLike, algorithms=("sha256",), chunk_bytes: int = 1 << 20) -> dict[str, str]:
-    """Hex digests of a file, one per algorithm name (hashlib names, e.g. 'sha256', 'md5')."""
-    hashers = {a: hashlib.new(a) for a in algorithms}
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_bytes):
-            for h in hashers.values():
-                h.update(chunk)
-    return {a: h.hexdigest() for a, h in hashers.items()}
-
-
-def expected_digests(sha256: str | None, md5: str | None) -> dict[str, str]:
-    """The given checksums as {algorithm: lowercase hex}; a malformed one is a VoxflowError."""
-    expected = {}
-    for algo, value, length in (("sha256", sha256, 64), ("md5", md5, 32)):
-        if value is None:
-            continue
-        value = str(value).strip().lower()
-        if not re.fullmatch(f"[0-9a-f]{{{length}}}", value):
-            raise VoxflowError(f"{algo} checksum {value!r} is not {length} hexadecimal digits")
-        expected[algo] = value
-    return expected
-
-
-def tofu_record_path(dest: str | os.PathLike) -> Path:
-    """Where the trust-on-first-use sha256 of ``dest`` is recorded: ``<dest>.sha256``."""
-    dest = Path(dest)
-    return dest.with_name(dest.name + ".sha256")
-
-
-def read_tofu_record(dest: str | os.PathLike) -> str | None:
-    """The sha256 recorded for ``dest`` on its first download, or None; a malformed record is an error."""
-    record = tofu_record_path(dest)
-    if not record.is_file():
-        return None
-    try:
-        fields = record.read_text().split()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VoxflowError(f"{record}: cannot read the recorded checksum: {exc}") from None
-    if not fields or not re.fullmatch("[0-9a-f]{64}", fields[0].lower()):
-        raise VoxflowError(f"{record}:1: expected '<sha256 hex> <file name>' (the digest recorded on first download); "
-                           f"delete it to trust the next download")
-    return fields[0].lower()
-
-
-def write_tofu_record(dest: str | os.PathLike, sha256_hex: str) -> Path:
-    """Record ``sha256_hex`` as the trusted digest of ``dest`` (atomically, ``sha256sum -c`` compatible)."""
-    from voxflow.utils.atomic import write_text_atomic
-
-    record = tofu_record_path(dest)
-    write_text_atomic(record, f"{sha256_hex}  {Path(dest).name}\n")
-    return record
-
-
-def _mismatch(got: dict[str, str], expected: dict[str, str]) -> list[str]:
-    return [a for a in expected if got.get(a) != expected[a]]
-
-
-def _stamp_path(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".verified")
-
-
-def record_verified(dest: Path, digests: dict[str, str]) -> None:
-    """Remember that ``dest`` (at its current size and mtime) has these digests, so reruns skip hashing."""
-    st = dest.stat()
-    stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "digests": digests}
-    tmp = _stamp_path(dest).with_name(_stamp_path(dest).name + ".tmp")
-    tmp.write_text(json.dumps(stamp))
-    os.replace(tmp, _stamp_path(dest))
-
-
-def _stamped_digests(dest: Path) -> dict[str, str]:
-    """Digests recorded when ``dest`` was last verified, if the file is unchanged since (size, mtime)."""
-    try:
-        stamp = json.loads(_stamp_path(dest).read_text())
-        st = dest.stat()
-        if stamp["size"] == st.st_size and stamp["mtime_ns"] == st.st_mtime_ns:
-            return dict(stamp["digests"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return {}
-
-
-def verify_file(path: str | os.PathLike, sha256: str | None = None, md5: str | None = None) -> bool:
-    """True if ``path`` matches the given digest(s); uses (and refreshes) a ``.verified`` stamp."""
-    p = Path(path)
-    expected = expected_digests(sha256, md5)
-    if not expected:
-        return p.is_file()
-    known = _stamped_digests(p)
-    if all(known.get(a) == v for a, v in expected.items()):
-        return True
-    got = file_digests(p, tuple(expected))
-    if _mismatch(got, expected):
-        return False
-    record_verified(p, {**known, **got})
-    return True
 
 
 def _credentials(user: str | None, password: str | None, headers: Mapping[str, str] | None,
@@ -428,7 +341,7 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, md5: 
                 log.warning("%s: %s; retrying in %.1f s", shown, reason, delay)
                 time.sleep(delay)
         got = {a: h.hexdigest() for a, h in hashers.items()}
-        wrong = _mismatch(got, expected)
+        wrong = digest_mismatches(got, expected)
         if wrong:
             bad = dest.with_name(dest.name + ".bad")
             os.replace(part, bad)

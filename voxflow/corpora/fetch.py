@@ -19,7 +19,7 @@ from typing import Mapping
 
 from voxflow.corpora.archive import ExtractReport
 from voxflow.corpora.catalog import Corpus, RemoteFile, fetch_corpus, load_catalog, resolve
-from voxflow.corpora.download import expected_digests, file_digests, read_tofu_record
+from voxflow.corpora.checksums import expected_digests, file_digests, read_tofu_record
 from voxflow.errors import VoxflowError
 
 BLOCK_KEYS = {"catalog", "files", "extract", "subdir", "mirrors", "convert"}

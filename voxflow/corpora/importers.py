@@ -9,7 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from voxflow.audio.io import audio_info
+from voxflow.corpora.import_checks import check_audio, session_of
+from voxflow.corpora.kaldi import import_kaldi_dir
 from voxflow.corpora.text_tables import read_keyed_table
+from voxflow.corpora.wespeaker_lists import import_wespeaker_list
 from voxflow.errors import VoxflowError
 
 log = logging.getLogger(__name__)
@@ -46,29 +49,6 @@ def find_files(root: Path, suffixes: tuple[str, ...] = AUDIO_SUFFIXES,
                     raise VoxflowError(f"{path}: broken symbolic link (to {os.readlink(path)})")
                 found.append(path)
     return sorted(found)
-
-
-def check_audio(where: str, sr: int, duration: float, sample_rate: int, on_other_rate: str,
-                min_duration_s: float) -> None:
-    """The import-time checks on one utterance (sample rate policy, minimum duration); ``where`` names it."""
-    if sr != sample_rate and on_other_rate == "error":
-        raise VoxflowError(f"{where}: sample rate {sr} Hz, expected {sample_rate} Hz "
-                           "(set audio.on_other_rate: resample to convert)")
-    if duration < min_duration_s:
-        raise VoxflowError(f"{where}: {duration:.2f} s long, shorter than audio.min_duration_s={min_duration_s}")
-
-
-def session_of(utt_id: str, spk_id: str, default: str) -> str:
-    """Session of an utterance: ``spk/session`` for VoxCeleb-style ids ``spk/session/utt``; for two-level ids
-    ``spk/name``, ``spk/<name up to its last - or _>`` (``spk/1zcIwhmdeo4`` of ``spk/1zcIwhmdeo4_00001``), or
-    ``spk`` (one session per speaker) if the name has neither; else ``default``."""
-    parts = utt_id.split("/")
-    if len(parts) == 3 and parts[0] == spk_id:
-        return f"{parts[0]}/{parts[1]}"
-    if len(parts) == 2 and parts[0] == spk_id:
-        cut = max(parts[1].rfind("-"), parts[1].rfind("_"))
-        return f"{spk_id}/{parts[1][:cut]}" if cut > 0 else spk_id
-    return default
 
 
 def import_voxceleb_dir(root: str | os.PathLike, sample_rate: int = 16000, on_other_rate: str = "resample",
@@ -268,12 +248,8 @@ def import_corpus(path: str | os.PathLike, fmt: str = "voxceleb", corpus: str = 
     if fmt == "cnceleb":
         return import_cnceleb_dir(path, corpus=corpus, speaker_list=speaker_list or None, **options)
     if fmt == "kaldi":
-        from voxflow.corpora.kaldi import import_kaldi_dir
-
         return import_kaldi_dir(path, corpus=corpus, **options)
     if fmt == "wespeaker":
-        from voxflow.corpora.wespeaker_lists import import_wespeaker_list
-
         return import_wespeaker_list(path, corpus=corpus, **options)
     raise VoxflowError(f"unknown corpus format {fmt!r} for {path}; known: {list(IMPORT_FORMATS)}")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from voxflow.audio.io import audio_info, decode_audio, write_audio
-from voxflow.corpora.importers import check_audio, session_of
+from voxflow.corpora.import_checks import check_audio, session_of
 from voxflow.corpora.text_tables import read_keyed_table
 from voxflow.errors import VoxflowError
 

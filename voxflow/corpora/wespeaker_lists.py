@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from voxflow.audio.io import audio_info
-from voxflow.corpora.archive import member_path
-from voxflow.corpora.importers import check_audio, session_of
+from voxflow.corpora.archive_members import member_path
+from voxflow.corpora.import_checks import check_audio, session_of
 from voxflow.errors import VoxflowError
 from voxflow.utils.atomic import atomic_path, write_text_atomic
 

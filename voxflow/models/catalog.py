@@ -1,15 +1,14 @@
-"""The named models of the registry, with the papers' sizes as defaults."""
+"""The named models (``FACTORIES``: name -> factory taking feat_dim, embed_dim, **options), with the papers'
+sizes as defaults; :mod:`voxflow.models.registry` builds them by name."""
 
 from typing import Optional, Sequence
 
 from voxflow.models import ge2e, lstm
 from voxflow.models.ecapa import ECAPATDNN
-from voxflow.models.registry import register
 from voxflow.models.resnet import ResNet
 from voxflow.models.xvector import XVector
 
 
-@register("xvector")
 def xvector(
     feat_dim: int,
     embed_dim: int = 512,
@@ -21,11 +20,6 @@ def xvector(
 ) -> XVector:
     """Margin Matters Table 1 x-vector (30 MFCC in, 512-d segment6 embedding; 4.49 M parameters)."""
     return XVector(feat_dim, embed_dim, channels, stats_channels, pooling, pooling_kwargs, two_embedding_layers)
-
-
-register("lstm_netvlad")(lstm.lstm_netvlad)
-register("lstm_avg")(lstm.lstm_avg)
-register("ge2e_lstm")(ge2e.ge2e_lstm)
 
 
 def _resnet(blocks, bottleneck):
@@ -43,12 +37,6 @@ def _resnet(blocks, bottleneck):
     return factory
 
 
-register("resnet34")(_resnet([3, 4, 6, 3], bottleneck=False))  # 6.63 M at 80 fbank
-register("resnet221")(_resnet([6, 16, 48, 3], bottleneck=True))  # 23.79 M
-register("resnet293")(_resnet([10, 20, 64, 3], bottleneck=True))  # 28.63 M
-
-
-@register("ecapa_tdnn")
 def ecapa_tdnn(
     feat_dim: int,
     embed_dim: int = 192,
@@ -69,3 +57,15 @@ def ecapa_tdnn(
     variant (see voxflow.models.ecapa)."""
     return ECAPATDNN(feat_dim, embed_dim, channels, scale, mfa_channels, pooling, pooling_kwargs, embedding_norm,
                      kernel_sizes, dilations, se_channels, padding_mode, aggregate_norm, output_norm)
+
+
+FACTORIES = {
+    "xvector": xvector,
+    "lstm_netvlad": lstm.lstm_netvlad,
+    "lstm_avg": lstm.lstm_avg,
+    "ge2e_lstm": ge2e.ge2e_lstm,
+    "resnet34": _resnet([3, 4, 6, 3], bottleneck=False),  # 6.63 M at 80 fbank
+    "resnet221": _resnet([6, 16, 48, 3], bottleneck=True),  # 23.79 M
+    "resnet293": _resnet([10, 20, 64, 3], bottleneck=True),  # 28.63 M
+    "ecapa_tdnn": ecapa_tdnn,
+}

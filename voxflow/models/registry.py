@@ -5,13 +5,15 @@ from typing import Callable, Dict, List, Optional
 from torch import nn
 
 from voxflow.errors import VoxflowError
+from voxflow.models.catalog import FACTORIES
 from voxflow.models.options import check_kwargs
 
-_MODELS: Dict[str, Callable[..., nn.Module]] = {}
+_MODELS: Dict[str, Callable[..., nn.Module]] = dict(FACTORIES)
 
 
 def register(name: str) -> Callable:
-    """Decorator adding a model factory (taking feat_dim, embed_dim, **options) under ``name``."""
+    """Decorator adding a model factory (taking feat_dim, embed_dim, **options) under ``name``; the built-in
+    models are in :mod:`voxflow.models.catalog`."""
 
     def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         _MODELS[name] = factory
@@ -22,13 +24,11 @@ def register(name: str) -> Callable:
 
 def names() -> List[str]:
     """The valid model names, sorted."""
-    _load()
     return sorted(_MODELS)
 
 
 def build(name: str, feat_dim: int, embed_dim: Optional[int] = None, **kwargs) -> nn.Module:
     """Model ``name`` for ``feat_dim``-wide features; ``embed_dim=None`` keeps the paper's width."""
-    _load()
     factory = _MODELS.get(name)
     if factory is None:
         raise VoxflowError(f"unknown model {name!r}; valid: {', '.join(names())}")
@@ -37,7 +37,3 @@ def build(name: str, feat_dim: int, embed_dim: Optional[int] = None, **kwargs) -
         kwargs["embed_dim"] = int(embed_dim)
     return factory(feat_dim=int(feat_dim), **kwargs)
 
-
-def _load() -> None:
-    """Import the model modules so that their ``register`` calls run."""
-    from voxflow.models import catalog  # noqa: F401

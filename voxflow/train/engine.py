@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 
 from voxflow.audio.features import feature_dim
-from voxflow.data.dataset import build_train_loader, num_classes, validate_data_cfg
+from voxflow.data.config import num_classes, validate_data_cfg
+from voxflow.data.dataset import build_train_loader
 from voxflow.errors import VoxflowError
 from voxflow.train import ddp
 from voxflow.train.average import average_checkpoints, select_epochs
