@@ -46,7 +46,7 @@ def test_peak_memory_does_not_grow_with_duration(tmp_path):
     write_talk(long, 24)
     a, b = peak(short), peak(long)
     assert a["speakers"] == b["speakers"] == 2 and b["end"] > 23.9 * 60
-    # Read whole, the 21 extra minutes would add 81 MB as float32 (161 MB as float64). What does grow with the
-    # sub-segment count (N = 1920 here) is spectral clustering's similarity block (1024 x N floats, 16 MB) and
-    # the small tables; measured growth 20-28 MB for 28 extra minutes on this machine, bound 45 MB.
-    assert b["peak_mb"] - a["peak_mb"] < 45, (a, b)
+    # Read whole, the 21 extra minutes would add 81 MB as float32 (161 MB as float64). Measured: 178 MB at 3 min,
+    # 176 MB at 24 min, 182 MB at 60 min (spectral clustering's similarity blocks are capped at ~1 M floats);
+    # bound 30 MB of growth.
+    assert b["peak_mb"] - a["peak_mb"] < 30, (a, b)

@@ -50,7 +50,7 @@ def _neighbors(Xn: np.ndarray, n_keep: int) -> np.ndarray:
     """(N, n_keep) indices of each row's most cosine-similar other rows, most similar first."""
     n = Xn.shape[0]
     cols = np.empty((n, n_keep), dtype=np.int64)
-    block = 1024
+    block = max(1, min(1024, 2**20 // max(n, 1)))  # rows per similarity block: at most ~1 M floats at a time
     for b in range(0, n, block):
         S = Xn[b : b + block] @ Xn.T
         S[np.arange(S.shape[0]), np.arange(b, b + S.shape[0])] = -np.inf  # never one's own neighbour
