@@ -55,10 +55,15 @@ def _check(row: str, what: str, spec: dict, units_n: float, unit_name: str, need
     if not ok_time:
         miss.append(f"time: asks {minutes:.0f} min < {TIME_HEADROOM}x the measured {need_min:.1f} min")
     return make_row(
-        row, f"{what}: {spec} at {units_n:,.0f} {unit_name}",
+        row, f"{what}: {_spec_text(spec)}, at {units_n:,.0f} {unit_name}",
         f"asks {fmt_mb(mem)}, {minutes:,.0f} min; measured {', '.join(needs)} ({basis})",
         f">= {MEM_HEADROOM}x measured memory, >= {TIME_HEADROOM}x measured time", ok_mem and ok_time,
         "; ".join(miss) + "; raise the entry in the config's resources")
+
+
+def _spec_text(spec: dict) -> str:
+    return (f"{spec['cpus']} CPU, {spec['mem_mb']:g} MB + {spec['mem_mb_per_unit']:g}/unit, "
+            f"{spec['runtime']:g} min + {spec['runtime_per_unit']:g}/unit")
 
 
 def resource_rows(units: dict, measured_rows: list[dict], recipes: tuple[str, ...] = RECIPES) -> list[dict]:
@@ -81,14 +86,17 @@ def resource_rows(units: dict, measured_rows: list[dict], recipes: tuple[str, ..
                                "write_shards rate on real WAV files in the page cache; plan_shards peak"))
         if cfg.get("cleaning", {}).get("enabled") and "clean_min_per_kseg" in units:
             spec = entry(recipe, "clean_speakers")
-            rows.append(_check("6 resources", f"{where} clean_speakers ({spec['cpus']} CPUs)", spec,
-                               CLEANING_SEGMENTS / 1000, "x 1000 segment embeddings",
-                               units["clean_peak_mb_full"], units["clean_min_per_kseg"] * CLEANING_SEGMENTS / 1000
-                               * units.get("clean_threads", 2) / spec["cpus"],
-                               f"row 3 at 6.8 M segments, {units.get('clean_threads', 2)} threads, scaled to the "
-                               "entry's CPUs"))
             dim = _embedding_dim(cfg)
             seg_bytes = dim * 4 + 150  # float32 vector + its ids and times in the table
+            grow = seg_bytes / (256 * 4 + 150)  # row 3 measured 256-d; memory and K-means time grow with D
+            base = units.get("clean_base_mb", 600.0)
+            need_mb = base + (units["clean_peak_mb_full"] - base) * grow
+            need_min = (units["clean_min_per_kseg"] * CLEANING_SEGMENTS / 1000 * units.get("clean_threads", 2)
+                        / spec["cpus"] * dim / 256)
+            rows.append(_check("6 resources", f"{where} clean_speakers ({dim}-d, {spec['cpus']} CPUs)", spec,
+                               CLEANING_SEGMENTS / 1000, "x 1000 segment embeddings", need_mb, need_min,
+                               f"row 3 at 6.8 M 256-d segments, {units.get('clean_threads', 2)} threads, scaled "
+                               f"to {dim}-d (memory x{grow:.2f}, time x{dim / 256:.2f}) and the entry's CPUs"))
             need = units["clean_segments_per_hour"] * VOX2_DEV_HOURS * seg_bytes / 2**20
             rows.append(_check("6 resources", f"{where} embed_segments memory ({dim}-d)",
                                entry(recipe, "embed_segments"), VOX2_DEV_HOURS, "h of training audio", need, None,
