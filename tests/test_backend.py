@@ -293,6 +293,10 @@ def test_speaker_means():
     speakers, means = speaker_means(np.array([[1.0, 2], [3, 4], [10, 10]]), ["b", "b", "a"])
     assert speakers == ["b", "a"]
     np.testing.assert_allclose(means, [[2, 3], [10, 10]])
+    x = np.random.default_rng(5).normal(size=(50, 6)).astype(np.float32)
+    spk = np.arange(50) % 7
+    np.testing.assert_allclose(speaker_means(x, spk, chunk=4)[1], speaker_means(x, spk)[1], rtol=1e-6)  # blocks
+    np.testing.assert_allclose(speaker_means(x, spk)[1][0], x[spk == 0].mean(axis=0), rtol=1e-6)
 
 
 # ---------------------------------------------------------------- calibration

@@ -18,7 +18,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from voxflow.backend.lda import check_matrix, class_codes, class_sums
+from voxflow.backend.lda import FIT_CHUNK, as_rows, class_codes, class_sums
 from voxflow.backend.pairs import N_WORKERS, BilinearSpace, scores_frame, single_threaded_blas, trial_rows
 from voxflow.errors import VoxflowError
 
@@ -132,10 +132,14 @@ def score_trials_normalized(
     return scores_frame(trials_df, as_norm(raw, mean[ie], std[ie], mean[it], std[it]), backend_name)
 
 
-def speaker_means(matrix: np.ndarray, spk_labels) -> tuple[list, np.ndarray]:
-    """Per-speaker mean embeddings (a usual AS-Norm cohort): (speakers, (S, D) float32)."""
-    x = check_matrix(matrix)
+def speaker_means(matrix: np.ndarray, spk_labels, chunk: int = FIT_CHUNK) -> tuple[list, np.ndarray]:
+    """Per-speaker mean embeddings (a usual AS-Norm cohort): (speakers, (S, D) float32); summed over blocks of
+    ``chunk`` rows (float64 per block only: VoxCeleb2 dev's 1.09 M embeddings need no whole float64 copy)."""
+    x = as_rows(matrix, chunk=chunk)
     codes, k = class_codes(spk_labels, len(x), "speaker labels")
-    means = class_sums(x, codes, k) / np.bincount(codes, minlength=k)[:, None]
+    sums = np.zeros((k, x.shape[1]))
+    for lo in range(0, len(x), chunk):
+        sums += class_sums(x[lo:lo + chunk], codes[lo:lo + chunk], k)
+    means = sums / np.bincount(codes, minlength=k)[:, None]
     speakers = pd.unique(pd.Series(np.asarray(spk_labels))).tolist()
     return speakers, means.astype(np.float32)
