@@ -179,12 +179,15 @@ def rows_from(measured: list[dict], quick: bool) -> list[dict]:
             "verdict": "meets" if ratio >= 1.0 else
             "misses: ONNX Runtime slower here; set embedding.runtime: torch for this model"})
         p = projection(m)
-        gpu = ", ".join(f"{n} GPU{'s' if n > 1 else ''} {h:.2f} h" for n, h in p["gpu_h"].items())
+        gpu = "; ".join(f"{n} GPU{'s' if n > 1 else ''} {h:.2f} h" + (" (one embed job, as the workflow runs it)"
+                                                                     if n == 1 else " (the manifest split in "
+                                                                     f"{n} jobs: not in the workflow yet)")
+                        for n, h in p["gpu_h"].items())
         rows.append({
             "row": "4 extraction", "measure": f"{m['label']}: hours to embed VoxCeleb1 (153,516 utts, 352 h, "
             f"{m['windows'] / 1e6:.2f} M windows; front end {m['front_end'][1] * 1000:.1f} ms CPU per audio s)",
-            "figure": f"this 2-core node (idle) {p['cpu_node_h']:.1f} h; {gpu} (V100 at {p['gpu_rate']:.0f} windows/s, "
-                      f"assumed)",
+            "figure": f"this 2-core node (idle) {p['cpu_node_h']:.1f} h; {gpu}; V100 at {p['gpu_rate']:.0f} windows/s "
+                      f"({m['flops'] / 1e9:.2f} GFLOPs per window, utilisation assumed)",
             "target": f"< 1 h on {GPUS[-1]} GPUs", "wespeaker": "",
             "verdict": "meets" if p["gpu_h"][GPUS[-1]] < 1 else
             f"misses: {p['gpu_h'][GPUS[-1]]:.1f} h; more GPUs (the embed job split per GPU) would meet it"})
