@@ -62,7 +62,7 @@ def conversation(packs: dict[str, list[np.ndarray]], names: list[str], file_id: 
     """(waveform, reference turns) of a conversation of the packs ``names``, about ``duration_s`` long."""
     pieces, rows, t, last, prev_start, prev_end = [], [], 0.5, -1, 0.0, 0.0
     while t < duration_s:
-        spk = int(rng.choice([k for k in range(len(names)) if k != last]))
+        spk = int(rng.choice([k for k in range(len(names)) if k != last] or [0]))
         if last >= 0 and rng.random() < overlap:
             t = max(prev_end - rng.uniform(0.4, 1.2), prev_start + 0.2)
         turn_start = t
