@@ -194,3 +194,22 @@ def test_oracle_without_reference_names_the_set(conversation):
     with pytest.raises(VoxflowError, match="subseg_cmn=False needs an Embedder"):
         diarize_detailed(np.ones(SR), SR, "x", lambda c: np.ones((len(c), 2)), vad="oracle", subseg_cmn=False,
                          ref_turns=pd.DataFrame({"start": [0.0], "duration": [1.0]}))
+
+
+def test_silero_probabilities_equal_the_packages_own():
+    """voxflow calls Silero's ONNX session directly; the probabilities and regions are the package's exactly."""
+    import torch
+    from silero_vad import get_speech_timestamps
+
+    from voxflow.diarize.vad import _silero_model, silero_probabilities
+
+    rng = np.random.default_rng(1)
+    voice = random_voice("a", rng)
+    wav, _ = place([(t, 0.1 * render_speech(voice, int(0.8 * SR), SR, rng)) for t in (0.7, 2.9, 4.4)], 6.3)
+    x = torch.from_numpy(wav.astype(np.float32))
+    model = _silero_model()
+    own = [model(torch.nn.functional.pad(x[i : i + 512], (0, max(0, i + 512 - len(x)))), SR).item()
+           for i in range(0, len(x), 512)]
+    assert np.array_equal(np.float32(own), silero_probabilities(wav, SR))
+    stamps = get_speech_timestamps(x, _silero_model(), sampling_rate=SR)
+    assert silero_vad(wav, SR) == [(s["start"] / SR, s["end"] / SR) for s in stamps] and stamps
