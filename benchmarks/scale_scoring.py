@@ -4,19 +4,17 @@ Synthetic stand-ins at VoxCeleb sizes: 153,516 VoxCeleb1 embeddings of 1,251 spe
 noise, VoxCeleb-style string ids), the back-end training set of VoxCeleb2 dev (1,092,009 embeddings; 6,000
 speakers, so that the AS-Norm cohort of speaker means is the 6,000 of the Wespeaker figure), and labelled trial
 lists of 579,818 (E) and 550,894 (H) trials, half of them target trials. Each step runs the workflow's own command
-(``scripts/backend.py fit|score``, ``scripts/calibrate.py``) in a child process; its wall time and peak resident
-memory (``os.wait4``'s ``ru_maxrss``) are what the rule would cost. ``--quick``: 1/10 of the trials and of the
-back-end training set, the times projected linearly to the full counts (memory is reported as measured).
+(``scripts/backend.py fit|score``, ``scripts/calibrate.py``) in a child process; its wall and CPU time and peak
+resident memory are what the rule would cost. ``--quick``: Vox1-E only (at its real count), the back-ends fitted
+on 1/10 of VoxCeleb2 dev with the fit time projected linearly (see ``measure``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scale_common import run_measured as run_in_child
 from scoring import make_data  # benchmarks/scoring.py: synthetic speaker-structured embeddings with string ids
 from voxflow.data.manifests import write_embeddings, write_table
 
@@ -45,17 +44,13 @@ SCORE_MEM_LIMIT_MB = 4000 + 10 * VOX1_UTTS / 1000  # config resources.score: mem
 
 
 def run_measured(args: list[str]) -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds, peak RSS in MB) of one child process running ``python args``."""
-    t0 = time.perf_counter()
+    """(wall seconds, CPU seconds, peak RSS in MB) of ``python args`` in a child process (scale_common's launcher:
+    a child forked from this process directly would report this process's size as its peak)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{out.decode()[-2000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # Linux: ru_maxrss in kilobytes
+    r = run_in_child([sys.executable, *args], env=env)
+    if r["returncode"] != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({r['returncode']}):\n{r['output'][-2000:]}")
+    return r["wall_s"], r["cpu_s"], r["peak_mb"]
 
 
 def labelled_trials(rng, ids: np.ndarray, spk: np.ndarray, n: int) -> pd.DataFrame:
