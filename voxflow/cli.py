@@ -152,11 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "onnx on the CPU when model.onnx exists, measured faster there; torch on CUDA)")
     m = sub.add_parser("model", help="pretrained models of other toolkits")
     msub = m.add_subparsers(dest="action", required=True)
-    mi = msub.add_parser("import", help="write a Wespeaker, SpeechBrain or Resemblyzer model as a voxflow model "
-                         "(model.ts, model.onnx, model.pt, meta.json)")
+    mi = msub.add_parser("import", help="write a Wespeaker, SpeechBrain or Resemblyzer model (or "
+                         "one of an earlier voxflow run) as a voxflow model (model.ts, model.onnx, model.pt, meta.json)")
     mi.add_argument("--from", dest="kind", required=True, choices=SOURCES, help="the toolkit the model comes from")
     mi.add_argument("source", nargs="?", help="the model's directory or file (resemblyzer: default the installed "
-                    "package's weights)")
+                    "package's weights; voxflow: a model directory, model.ts, an experiment directory or a training "
+                    "checkpoint)")
     mi.add_argument("--out", required=True, help="output directory")
     add_corpus_parser(sub)
     s = sub.add_parser("summarize", help="results/summary.csv and summary.md of what a workflow run made; "
