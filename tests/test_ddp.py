@@ -1,5 +1,6 @@
 """Several training processes (DDP over gloo on CPU, launched by torchrun): the same weights as one process with
-the same global batch, ranks with unequal batch counts, the world size check, and the workflow rule's launch."""
+the same global batch (a frozen-backbone epoch included), ranks with unequal batch counts, the world size check,
+and the workflow rule's launch."""
 
 from __future__ import annotations
 
@@ -57,8 +58,9 @@ def experiment(batch_size: int, nproc: int) -> dict:
             "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4},
             "scheduler": {"name": "linear_warmup", "warmup_steps": 2},
             "clip_grad_norm": 5.0,
-            "warmup": {"epochs": 3, "head": {"name": "aamsoftmax", "scale": 16.0, "margin": 0.2,
-                                             "schedule": {"start_epoch": 0, "end_epoch": 2}}}}
+            "warmup": {"epochs": 3, "freeze_backbone_epochs": 1,
+                       "head": {"name": "aamsoftmax", "scale": 16.0, "margin": 0.2,
+                                "schedule": {"start_epoch": 0, "end_epoch": 2}}}}
 
 
 def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_path):
@@ -98,6 +100,11 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
         assert torch.allclose(ddp[key], single[key], rtol=1e-4, atol=1e-6), key
     moved = max((single[k] - init[k]).abs().max().item() for k in single)
     assert moved > 1e-2  # training changed the weights far more than the tolerance
+    # epoch 1 has the backbone frozen (freeze_backbone_epochs: 1): under DDP too only the head moved then
+    epoch1 = checkpoint_tensors(tmp_path / "ddp/epoch_1.pt")
+    assert all(torch.equal(epoch1[k], init[k]) for k in init if k.startswith("model."))
+    assert not torch.equal(epoch1["head.weight"], init["head.weight"])
+    assert all(not torch.equal(ddp[k], epoch1[k]) for k in ddp if k.startswith("model."))
 
 
 def test_world_size_must_match_the_config(tmp_path):

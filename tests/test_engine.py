@@ -405,3 +405,39 @@ def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_run(tmp_path):
         pd.testing.assert_frame_equal(pd.read_parquet(d / "train_steps.parquet")[cols], ref_steps[cols])
     assert len(ref_steps) == 18 and ref_log.step.tolist() == [18, 36]
     assert not math.isnan(ref_log.loss.iloc[-1])
+
+
+# -- frozen backbone for the first epochs of a stage ----------------------------------------------------------------
+def test_frozen_backbone_epochs_train_the_head_only_then_everything(tmp_path, one_thread):
+    train = write_corpus(tmp_path / "wav", "spk", speakers=4, sessions=2, utts=2, seed=0)  # 16 utterances
+    spk2id = {s: i for i, s in enumerate(sorted(train.spk_id.unique()))}
+    exp = tiny_experiment(tensorboard=False, clip_grad_norm=1.0, optimizer={"name": "adam", "lr": 0.01,
+                                                                             "weight_decay": 0.001})
+    exp["warmup"] = {**exp["warmup"], "epochs": 3, "freeze_backbone_epochs": 2}
+    cfg = resolve_stage(exp, "warmup")
+    out = tmp_path / "warmup"
+    run_stage(cfg, train, train, spk2id, out)
+    states = [load_checkpoint(out / name) for name in ("init.pt", "epoch_1.pt", "epoch_2.pt", "epoch_3.pt")]
+    # the network, buffers (batch-norm statistics) included, is the initial one until the frozen epochs end ...
+    for state in states[1:3]:
+        assert all(torch.equal(v, states[0]["model"][k]) for k, v in state["model"].items())
+    # ... after which every weight tensor moves; the head moves in every epoch
+    moved = [k for k, v in states[3]["model"].items() if not torch.equal(v, states[2]["model"][k])]
+    weights = [k for k, v in states[3]["model"].items() if v.is_floating_point() and "running" not in k]
+    assert set(weights) <= set(moved)
+    for before, after in zip(states, states[1:]):
+        assert not torch.allclose(before["head"]["weight"], after["head"]["weight"])
+    # the optimiser kept no moments of the network while it was frozen: epoch 2's state covers the head only
+    opt = states[2]["optimizer"]["state"]
+    assert len(opt) == len(states[2]["head"]) and len(states[3]["optimizer"]["state"]) > len(opt)
+
+    # resumed after the last frozen epoch (epoch 3 and final.pt deleted), the run ends where the first did
+    final = checkpoint_tensors(out / "final.pt")
+    (out / "epoch_3.pt").unlink()
+    (out / "final.pt").unlink()
+    run_stage(cfg, train, train, spk2id, out)
+    resumed = checkpoint_tensors(out / "final.pt")
+    assert all(torch.equal(resumed[k], v) for k, v in final.items())
+    with pytest.raises(VoxflowError, match="warmup.freeze_backbone_epochs: invalid value -1"):
+        run_stage(resolve_stage({**exp, "warmup": {**exp["warmup"], "freeze_backbone_epochs": -1}}, "warmup"),
+                  train, train, spk2id, tmp_path / "bad")

@@ -87,6 +87,14 @@ def _best_epoch(rows: list[dict], where: str) -> int:
     return -min(scored)[1]  # the lowest EER; of equal ones, the later epoch
 
 
+def frozen_backbone_epochs(cfg: dict, stage: str) -> int:
+    """The stage's ``freeze_backbone_epochs`` (0 when absent): its first N epochs train the head only."""
+    value = cfg.get("freeze_backbone_epochs", 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise VoxflowError(f"{stage or 'stage'}.freeze_backbone_epochs: invalid value {value!r}; an integer >= 0")
+    return value
+
+
 class StageRun:
     """One stage's training state and loop (see ``run_stage``)."""
 
@@ -131,6 +139,7 @@ class StageRun:
         self.base_lr = float(cfg.get("optimizer", {}).get("lr", 1e-3))
         self.sched_cfg = steps_schedule(cfg.get("scheduler", {}), self.steps_per_epoch)
         self.margin = margin_scheduler(cfg["head"])
+        self.frozen_epochs = frozen_backbone_epochs(cfg, self.stage)
         self.key = resume_key(cfg)
         self.pos, self.rng = Position(), None
         state = self._resume()  # may replace pos and rng
@@ -204,7 +213,10 @@ class StageRun:
         if pos.epoch != epoch:
             pos.epoch, pos.batches, pos.epoch_sums = epoch, 0, [0.0, 0.0, 0.0, 0.0]
         it = self._batches(epoch)
-        self.trainer.train()
+        frozen = epoch < self.frozen_epochs
+        if frozen:
+            log.info("%s: epoch %d: backbone frozen, only the head learns", self.where, epoch + 1)
+        self.trainer.train(frozen_backbone=frozen)
         t_epoch = t_window = time.perf_counter()
         lr, margin = self.base_lr, float(getattr(self.trainer.head, "margin", 0.0))
         while True:
@@ -215,7 +227,7 @@ class StageRun:
             if self.margin is not None:
                 margin = self.margin.apply(self.trainer.head, progress)
             lr = learning_rate(pos.step, self.total_steps, self.base_lr, self.sched_cfg)
-            self.trainer.step(batch[0], batch[1], lr)
+            self.trainer.step(batch[0], batch[1], lr, frozen_backbone=frozen)
             pos.step, pos.batches, clock["steps"] = pos.step + 1, pos.batches + 1, clock["steps"] + 1
             if pos.step % opts.log_every_steps == 0:
                 self._sync()

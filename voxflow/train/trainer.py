@@ -35,20 +35,37 @@ class Trainer:
         self._sums = torch.zeros(2, dtype=torch.float64, device=ctx.device)  # loss * samples, correct
         self._count = 0
 
-    def train(self) -> None:
+    def train(self, frozen_backbone: bool = False) -> None:
+        """Training mode; with ``frozen_backbone`` the network stays in eval mode (batch-norm statistics and
+        dropout frozen too), so that it is a fixed function while only the head learns."""
         self.module.train()
+        if frozen_backbone:
+            self.model.eval()
 
-    def step(self, feats: torch.Tensor, labels: torch.Tensor, lr: float) -> None:
-        """One update on a batch at learning rate ``lr``."""
+    def step(self, feats: torch.Tensor, labels: torch.Tensor, lr: float, frozen_backbone: bool = False) -> None:
+        """One update on a batch at learning rate ``lr``; with ``frozen_backbone`` only the head is updated.
+
+        In one process the network runs without autograd; under DDP its gradients are still computed and
+        averaged (the reducer expects every parameter's), then dropped before clipping and the optimiser step.
+        The optimiser skips parameters without a gradient (no update, no weight decay, no moment estimates), so
+        the network is left untouched and its optimiser state starts when it is unfrozen."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         feats = feats.to(self.ctx.device, non_blocking=True)
         labels = labels.to(self.ctx.device, non_blocking=True)
         with torch.autocast(self.ctx.device.type, enabled=self.amp):
-            logits = self.train_module(feats, labels)
+            if frozen_backbone and not self.ctx.distributed:  # one process: no graph through the network at all
+                with torch.no_grad():
+                    emb = self.module.model.neck(self.module.model(feats))
+                logits = self.module.head(emb, labels)
+            else:
+                logits = self.train_module(feats, labels)
             loss = F.cross_entropy(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if frozen_backbone:
+            for p in self.model.parameters():
+                p.grad = None
         if self.clip is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.params, self.clip)
