@@ -1,4 +1,5 @@
-"""An experiment that starts from an imported model (config `init:`): scored as is, and fine-tuned; reruns."""
+"""A model that starts from an import (config `init:`): an experiment scored as is, one fine-tuned, the cleaning
+seed model used as is (and, planned, trained further); reruns; contradictory or bad init sections."""
 
 import json
 
@@ -16,7 +17,8 @@ pytestmark = pytest.mark.workflow
 def pretrained_config() -> dict:
     cfg = tiny_config()
     cfg["demo"].update(n_dev_speakers=6, n_test_speakers=3, n_heldout_speakers=2, n_mislabeled=0)
-    cfg["cleaning"]["enabled"] = False
+    cfg["cleaning"]["enabled"] = True  # its seed model: Resemblyzer's encoder as is
+    cfg["cleaning"]["seed_model"] = {"init": {"from": "resemblyzer"}}
     cfg["calibration"]["enabled"] = False
     cfg["validation"]["corpus"] = ""
     cfg["diarization_sets"] = {}
@@ -69,6 +71,46 @@ def test_import_fine_tuned(pretrained_run):
     assert (workdir / "exp/rz_ft/scores/demo/cosine.json").is_file()
 
 
+def test_cleaning_seed_model_is_the_import_as_is(pretrained_run):
+    from voxflow.embed.extract import Embedder, embed_segments
+    from voxflow.train.export import load_torchscript
+
+    workdir, cfg = pretrained_run
+    assert not (workdir / "data/cleaning/seed_model/final.pt").exists()  # no stage: nothing trained
+    stored = pd.read_parquet(workdir / "data/cleaning/segment_embeddings.parquet")
+    utts = pd.read_parquet(workdir / "data/train/utterances.parquet").iloc[:1]
+    utts = utts.assign(path=[str(workdir / p) for p in utts.path])
+    model, meta = load_torchscript(workdir / "data/cleaning/seed_model/imported/model.ts")
+    assert meta["model_cfg"]["name"] == "ge2e_lstm" and meta["source"].startswith("resemblyzer:")
+    segments, want = embed_segments(Embedder(model, meta), utts, cfg["cleaning"]["window_s"], cfg["cleaning"]["hop_s"])
+    got = stored.set_index("segment_id").loc[segments.segment_id, "embedding"]
+    np.testing.assert_allclose(np.stack(got.to_numpy()), want, atol=1e-5)
+    assert json.loads((workdir / "data/cleaning/summary.json").read_text())["segments"] == len(stored)
+    assert "--exclusions data/cleaning/exclusions.parquet" in (workdir / "logs/train/rz_ft_finetune.log").read_text()
+
+
+def test_seed_init_change_reruns_cleaning_and_after_only(pretrained_run):
+    """A new seed init (and a stage: trained further from the import) reruns the seed model's import, its training
+    from the import, the cleaning and the training that reads its exclusions; not the corpus or the experiments'
+    imports."""
+    workdir, cfg = pretrained_run
+    changed = json.loads(json.dumps(cfg))
+    changed["cleaning"]["seed_model"] = {
+        "init": {"from": "voxflow", "path": str(workdir / "exp/rz/imported")},  # Resemblyzer, by another route
+        "data": {"batch_size": 16, "chunk_s": 1.6}, "optimizer": {"lr": 0.0001},
+        "finetune": {"epochs": 1, "head": {"name": "aamsoftmax", "scale": 32.0, "margin": 0.2}}}
+    write_config(workdir, changed)
+    try:
+        out = snakemake(workdir, "-n", "-p").stdout
+        jobs = planned_jobs(workdir)
+    finally:
+        write_config(workdir, cfg)
+    assert jobs["import_seed_model"] == 1 and jobs["train_seed_model"] == 1
+    assert {"embed_segments", "clean_speakers", "train_stage"} <= set(jobs) and jobs["train_stage"] == 1
+    assert not {"demo_corpus", "manifest", "shards", "import_model"} & set(jobs)
+    assert "--from voxflow" in out and "--init data/cleaning/seed_model/imported/model.pt" in out
+
+
 def test_init_change_reruns_the_import_and_after(pretrained_run, tmp_path):
     workdir, cfg = pretrained_run
     assert planned_jobs(workdir) == {}
@@ -86,14 +128,20 @@ def test_init_change_reruns_the_import_and_after(pretrained_run, tmp_path):
     assert not {"demo_corpus", "manifest", "shards"} & set(jobs)
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("model", {"name": "xvector"}, "experiments.rz.model"),
-    ("untrained_baseline", True, "experiments.rz.untrained_baseline"),
-    ("init", {"from": "wespeaker"}, "experiments.rz.init.path"),
+@pytest.mark.parametrize("section, key, value, message", [
+    ("rz", "model", {"name": "xvector"}, "experiments.rz.model: with init"),
+    ("rz", "untrained_baseline", True, "experiments.rz.untrained_baseline"),
+    ("rz", "init", {"from": "wespeaker"}, "experiments.rz.init.path: init from wespeaker needs the model's path"),
+    ("rz", "init", {"from": "voxflow", "path": "/no/such/model"}, "experiments.rz.init.path: /no/such/model does "
+     "not exist"),
+    ("seed", "model", {"name": "xvector"}, "cleaning.seed_model.model: with init"),
+    ("seed", "init", {"from": "voxflow", "path": ""}, "cleaning.seed_model.init.path: init from voxflow needs"),
+    ("seed", "init", {"from": "voxflow", "path": "/no/such/model"}, "cleaning.seed_model.init.path: /no/such/model"),
+    ("seed", "init", {"from": "kaldi"}, "'kaldi' is not one of ['wespeaker', 'speechbrain', 'resemblyzer', 'voxflow']"),
 ])
-def test_init_contradictions_are_named(tmp_path, key, value, message):
+def test_init_contradictions_and_bad_init_are_named(tmp_path, section, key, value, message):
     cfg = pretrained_config()
-    cfg["experiments"]["rz"][key] = value
+    (cfg["experiments"]["rz"] if section == "rz" else cfg["cleaning"]["seed_model"])[key] = value
     write_config(tmp_path, cfg)
     proc = snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0 and message in proc.stdout + proc.stderr

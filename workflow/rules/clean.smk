@@ -1,11 +1,14 @@
 # Kaseva & Kurimo's speaker cleaning: a seed model, 2 s segment embeddings, K=2 spherical K-means + silhouette.
+# The seed model is trained from scratch, or starts from an import (cleaning.seed_model.init, rule
+# import_seed_model in train.smk): trained further with stages, used as is without.
 
 
 rule train_seed_model:
     input:
         **training_inputs(),
+        **seed_model_inputs(),
     output:
-        f"{DATA}/cleaning/seed_model/final.pt",
+        f"{SEED_DIR}/final.pt",
     log:
         "logs/train_seed_model.log",
     benchmark:
@@ -22,20 +25,21 @@ rule train_seed_model:
             .startswith("cuda")
         ),
     params:
-        cfg=as_json(config["cleaning"].get("seed_model", {})),
-        stages=lambda w: " ".join(
-            s for s in STAGES if s in config["cleaning"].get("seed_model", {})
+        cfg=as_json(SEED_CFG),
+        stages=" ".join(model_stages(SEED_CFG)),
+        init=lambda w, input: (
+            f"--init {input.previous}" if "previous" in input.keys() else ""
         ),
         scripts=untracked(SCRIPTS),
     shell:
-        "python {params.scripts}/train.py --config {params.cfg:q} --stages {params.stages}"
+        "python {params.scripts}/train.py --config {params.cfg:q} --stages {params.stages} {params.init}"
         " --utterances {input.utts} --shards {input.shards} --noise {input.noise} --rirs {input.rirs}"
         " --out-dir $(dirname {output}) > {log} 2>&1"
 
 
 rule embed_segments:
     input:
-        model=f"{DATA}/cleaning/seed_model/final.pt",
+        model=seed_model_checkpoint(),
         utts=f"{DATA}/train/utterances.parquet",
     output:
         f"{DATA}/cleaning/segment_embeddings.parquet",

@@ -98,10 +98,13 @@ def network_config(exp):
     return {k: cfg[k] for k in ("seed", "model", "data") if k in cfg}
 
 
-def exp_stages(exp):
-    """The training stages an experiment runs, in order (a stage with 0 epochs or absent is skipped)."""
-    cfg = config["experiments"][exp]
+def model_stages(cfg):
+    """The training stages of an experiment's (or the seed model's) config, in order; 0 epochs or absent: none."""
     return [s for s in STAGES if s in cfg and cfg[s]["epochs"] > 0]
+
+
+def exp_stages(exp):
+    return model_stages(config["experiments"][exp])
 
 
 def exp_init(exp):
@@ -111,6 +114,11 @@ def exp_init(exp):
 
 def imported_model(exp):
     return f"{EXP}/{exp}/imported/model.pt"
+
+
+def init_source(init):
+    """The import rule's input: the init path (a file or directory), none for resemblyzer's packaged weights."""
+    return [init["path"]] if init and init["path"] else []
 
 
 def previous_stage_checkpoint(wildcards):
@@ -451,12 +459,14 @@ def average_count(exp):
     return cfg.get("average", cfg["average_last"])
 
 
-def _check_init(exp, cfg):
-    """An experiment's init section against the rest of its config (docs/pretrained.md)."""
-    where = f"config: experiments.{exp}"
+def _check_init(where, cfg):
+    """A model's init section against the rest of its config (docs/pretrained.md);
+    ``where`` names the config section (experiments.<exp> or cleaning.seed_model) in the errors.
+    """
+    where = f"config: {where}"
     init = cfg.get("init")
     if init is None:
-        if not exp_stages(exp):
+        if not model_stages(cfg):
             raise ValueError(
                 f"{where}: no training stage with epochs > 0 and no init: nothing makes its model"
             )
@@ -465,23 +475,47 @@ def _check_init(exp, cfg):
         raise ValueError(
             f"{where}.model: with init the network is the imported model's; remove model"
         )
-    if cfg["untrained_baseline"]:
+    if cfg.get("untrained_baseline"):
         raise ValueError(
-            f"{where}.untrained_baseline: an experiment with init starts from pretrained weights and "
+            f"{where}.untrained_baseline: a model with init starts from pretrained weights and "
             "has no untrained baseline; set it false"
         )
-    if not init["path"] and init["from"] != "resemblyzer":
+    path = init["path"]
+    if not path and init["from"] != "resemblyzer":
         raise ValueError(
             f"{where}.init.path: init from {init['from']} needs the model's path"
         )
+    # a path the workflow may make (under data_dir or exp_dir) is left to the DAG
+    if (
+        path
+        and not os.path.exists(path)
+        and not (_under(path, DATA) or _under(path, EXP))
+    ):
+        raise ValueError(f"{where}.init.path: {path} does not exist")
 
 
-if "init" in config["cleaning"].get("seed_model", {}):
-    raise ValueError(
-        "config: cleaning.seed_model.init: the seed model is trained from scratch; remove init"
+SEED_DIR = f"{DATA}/cleaning/seed_model"
+SEED_CFG = config["cleaning"].get("seed_model", {})
+
+
+def seed_model_checkpoint():
+    """The seed model the cleaning embeds 2 s segments with: trained (stages), or the import used as is."""
+    return (
+        f"{SEED_DIR}/final.pt"
+        if model_stages(SEED_CFG)
+        else f"{SEED_DIR}/imported/model.pt"
     )
+
+
+def seed_model_inputs():
+    """train_seed_model's starting point: the imported seed model with init, else none (random weights)."""
+    return {"previous": f"{SEED_DIR}/imported/model.pt"} if SEED_CFG.get("init") else {}
+
+
+if config["cleaning"]["enabled"]:
+    _check_init("cleaning.seed_model", SEED_CFG)
 for _e, _cfg in config["experiments"].items():
-    _check_init(_e, _cfg)
+    _check_init(f"experiments.{_e}", _cfg)
     train_processes(_e)
     _best = [f"experiments.{_e}.select"] if _cfg["select"] == "best" else []
     _best += [

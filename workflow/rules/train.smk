@@ -44,7 +44,7 @@ rule train_stage:
 
 rule import_model:
     input:
-        lambda w: [exp_init(w.exp)["path"]] if exp_init(w.exp)["path"] else [],
+        lambda w: init_source(exp_init(w.exp)),
     output:
         model=f"{EXP}/{{exp}}/imported/model.pt",
         meta=f"{EXP}/{{exp}}/imported/meta.json",
@@ -63,6 +63,23 @@ rule import_model:
     shell:
         "python {params.scripts}/import_model.py --from {params.kind} --source={params.source:q}"
         " --out $(dirname {output.model}) > {log} 2>&1"
+
+
+# The cleaning seed model's import (cleaning.seed_model.init): the same rule, another directory.
+use rule import_model as import_seed_model with:
+    input:
+        init_source(SEED_CFG.get("init")),
+    output:
+        model=f"{SEED_DIR}/imported/model.pt",
+        meta=f"{SEED_DIR}/imported/meta.json",
+    log:
+        "logs/import_model/seed_model.log",
+    benchmark:
+        "logs/bench/import_seed_model.tsv"
+    params:
+        kind=SEED_CFG.get("init", {}).get("from"),
+        source=SEED_CFG.get("init", {}).get("path"),
+        scripts=untracked(SCRIPTS),
 
 
 rule average:
