@@ -44,14 +44,15 @@ def backend_rows(quick: bool, which: int) -> list[dict]:
     return scale_backend.extraction_rows(quick) if which == 4 else scale_backend.scoring_rows(quick)
 
 
-def run_rows(rows: tuple[int, ...], quick: bool, workdir: str, threads: int = 2, jobs: int = 8) -> list[dict]:
-    """Measure the selected rows in order; row 6 uses what rows 1-5 measured in this run."""
+def run_rows(rows: tuple[int, ...], quick: bool, workdir: str, threads: int = 2, jobs: int = 8,
+             units: dict | None = None) -> list[dict]:
+    """Measure the selected rows in order; row 6 uses the per-unit costs rows 1-3 put in ``units``."""
     from scale_cleaning import cleaning_rows
     from scale_manifests import manifest_rows
     from scale_plan import planning_rows
     from scale_resources import resource_rows
 
-    units: dict = {}
+    units = {} if units is None else units
     out: list[dict] = []
     for r in rows:
         t0 = time.perf_counter()
@@ -106,7 +107,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="voxflow_scale_") as tmp:
         workdir = args.workdir or tmp
         Path(workdir).mkdir(parents=True, exist_ok=True)
-        table = run_rows(rows, args.quick, workdir, threads=args.threads, jobs=args.jobs)
+        units: dict = {}
+        table = run_rows(rows, args.quick, workdir, threads=args.threads, jobs=args.jobs, units=units)
     after = machine()
     m["shared"] = m["shared"] or after["shared"]
     m["load_average"] = max(m["load_average"], after["load_average"])
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
         "machine": m, "machine_line": machine_line(m)}
     print(markdown(table, header))
     if args.json:
-        Path(args.json).write_text(json.dumps({"header": header, "rows": table}, indent=1))
+        Path(args.json).write_text(json.dumps({"header": header, "rows": table, "units": units}, indent=1))
     return 0
 
 
