@@ -2,8 +2,8 @@
 (the model.onnx exported beside it).
 
 ``auto`` picks by device from measurements (benchmarks/scale.py, row 4): ONNX Runtime on the CPU, where it
-embedded 1.1 to 1.7 times as many windows per second as eager PyTorch for every registry model; PyTorch on
-CUDA (the onnxruntime package the project installs has only the CPU provider). The feature configuration
+embedded more windows per second than eager PyTorch for every registry model (1.1-1.7x on an idle CPU, up to
+8x on a loaded one); PyTorch on CUDA (the onnxruntime package the project installs has only the CPU provider). The feature configuration
 always comes from model.ts, which holds it.
 """
 
