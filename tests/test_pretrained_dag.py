@@ -2,13 +2,14 @@
 seed model used as is (and, planned, trained further); reruns; contradictory or bad init sections."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from test_workflow import planned_jobs, run_workflow, snakemake, tiny_config, write_config
+from test_workflow import REPO, planned_jobs, run_workflow, snakemake, tiny_config, write_config
 
 pytest.importorskip("resemblyzer")
 pytestmark = pytest.mark.workflow
@@ -145,3 +146,27 @@ def test_init_contradictions_and_bad_init_are_named(tmp_path, section, key, valu
     write_config(tmp_path, cfg)
     proc = snakemake(tmp_path, "-n", check=False)
     assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+
+
+def test_schema_takes_the_new_keys_and_refuses_bad_values():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    schema = str(REPO / "config/schema.yaml")
+    cfg = pretrained_config()
+    cfg["experiments"]["rz_ft"]["finetune"]["freeze_backbone_epochs"] = 2
+    validate(cfg, schema)
+    assert cfg["cleaning"]["seed_model"]["init"] == {"from": "resemblyzer", "path": ""}  # the default path filled in
+    bad = [("finetune", "freeze_backbone_epochs", -1, "-1 is less than the minimum of 0"),
+           ("finetune", "freeze_backbone_epochs", 1.5, "1.5 is not of type 'integer'"),
+           ("init", "checkpoint", "x.pt", "Additional properties are not allowed ('checkpoint' was unexpected)")]
+    for section, key, value, message in bad:
+        cfg = pretrained_config()
+        target = cfg["experiments"]["rz_ft"] if section == "finetune" else cfg["cleaning"]["seed_model"]
+        target[section][key] = value
+        with pytest.raises(WorkflowError, match=re.escape(message)):
+            validate(cfg, schema)
+    cfg = pretrained_config()
+    cfg["cleaning"]["seed_model"]["init"] = {"path": "x.pt"}
+    with pytest.raises(WorkflowError, match="'from' is a required property"):
+        validate(cfg, schema)
