@@ -89,7 +89,7 @@ def resource_rows(units: dict, measured_rows: list[dict], recipes: tuple[str, ..
             dim = _embedding_dim(cfg)
             seg_bytes = dim * 4 + 150  # float32 vector + its ids and times in the table
             grow = seg_bytes / (256 * 4 + 150)  # row 3 measured 256-d; memory and K-means time grow with D
-            base = units.get("clean_base_mb", 600.0)
+            base = units.get("clean_base_mb", 700.0)
             need_mb = base + (units["clean_peak_mb_full"] - base) * grow
             need_min = (units["clean_min_per_kseg"] * CLEANING_SEGMENTS / 1000 * units.get("clean_threads", 2)
                         / spec["cpus"] * dim / 256)
