@@ -9,12 +9,8 @@ batch-norm statistics and embedding statistics accumulated by InputNormalization
 tests/data/speechbrain/speech.wav (recorded speech, see the README there).
 """
 
-import io
 import json
-import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import onnxruntime as ort
@@ -27,7 +23,8 @@ from speechbrain.lobes.features import Fbank  # noqa: E402
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN  # noqa: E402
 from speechbrain.processing.features import InputNormalization  # noqa: E402
 
-from voxflow import cli, load_model  # noqa: E402
+from test_import_wespeaker import run_cli  # noqa: E402  (pytest puts tests/ on sys.path)
+from voxflow import load_model  # noqa: E402
 from voxflow.audio.features import extract_features, validate_features_cfg  # noqa: E402
 from voxflow.data.manifests import read_embeddings  # noqa: E402
 from voxflow.embed.extract import Embedder  # noqa: E402
@@ -167,17 +164,6 @@ def wav():
     data, sr = sf.read(WAV, dtype="float32")
     assert sr == 16000 and data.ndim == 1
     return data
-
-
-def run_cli(*args) -> tuple[int, str, str]:
-    """`voxflow *args` in this process: (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with mock.patch.object(sys, "argv", ["voxflow", *map(str, args)]), redirect_stdout(out), redirect_stderr(err):
-        try:
-            cli.main()
-        except SystemExit as exc:
-            return int(exc.code), out.getvalue(), err.getvalue()
-    return 0, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module", params=["spkrec_small", "options"])
