@@ -25,7 +25,7 @@ test: $(STAMP)
 	  echo "ffmpeg missing: the m4a conversion test will be skipped"
 	snakemake --lint  # exits non-zero on any finding
 	snakefmt --check Snakefile workflow/rules/
-	python -m pytest -q --durations=20
+	python -m pytest -q -n 2 --dist loadfile --durations=20  # 2 workers; a file's tests stay on one worker
 
 clean-results:
 	rm -rf results exp data logs .snakemake

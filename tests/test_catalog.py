@@ -20,7 +20,7 @@ from voxflow.report.summary import load_workflow_config
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "workflow" / "rules"
 # Packages of requirements.txt that no rule needs: development and test tools.
-DEVELOPMENT_ONLY = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "snakefmt", "pyannote.metrics",
+DEVELOPMENT_ONLY = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "pytest-xdist", "snakefmt", "pyannote.metrics",
                     "speechbrain"}
 
 
