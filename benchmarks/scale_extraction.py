@@ -155,7 +155,8 @@ def measure(quick: bool) -> list[dict]:
 def projection(m: dict) -> dict:
     """Hours to embed VoxCeleb1 from the CPU-time rates (what contention on the shared machine inflates least):
     a 2-core node like this one, both cores busy (front end, then the network, in one process as the embed rule
-    runs them) with the faster runtime; N GPUs under the stated assumption, the manifest split in N jobs."""
+    runs them) with the faster runtime; N GPUs under the stated assumption, the manifest split in N embed jobs
+    (config embedding.parts: N; the split balances the parts' audio, so the slowest part is ~1/N of the whole)."""
     node_rate = max(m["eager"][2], m["onnx"][2]) * THREADS
     front_end_cpu = VOX1_SECONDS * m["front_end"][1]
     cpu_node = (front_end_cpu / THREADS + m["windows"] / node_rate) / 3600
@@ -179,9 +180,9 @@ def rows_from(measured: list[dict], quick: bool) -> list[dict]:
             "verdict": "meets" if ratio >= 1.0 else
             "misses: ONNX Runtime slower here; set embedding.runtime: torch for this model"})
         p = projection(m)
-        gpu = "; ".join(f"{n} GPU{'s' if n > 1 else ''} {h:.2f} h" + (" (one embed job, as the workflow runs it)"
-                                                                     if n == 1 else " (the manifest split in "
-                                                                     f"{n} jobs: not in the workflow yet)")
+        gpu = "; ".join(f"{n} GPU{'s' if n > 1 else ''} {h:.2f} h" + (" (one embed job: embedding.parts 1)"
+                                                                     if n == 1 else f" (embedding.parts: {n}, one "
+                                                                     "embed job per GPU, then merge_embeddings)")
                         for n, h in p["gpu_h"].items())
         rows.append({
             "row": "4 extraction", "measure": f"{m['label']}: hours to embed VoxCeleb1 (153,516 utts, 352 h, "
@@ -190,7 +191,7 @@ def rows_from(measured: list[dict], quick: bool) -> list[dict]:
                       f"({m['flops'] / 1e9:.2f} GFLOPs per window, utilisation assumed)",
             "target": f"< 1 h on {GPUS[-1]} GPUs", "wespeaker": "",
             "verdict": "meets" if p["gpu_h"][GPUS[-1]] < 1 else
-            f"misses: {p['gpu_h'][GPUS[-1]]:.1f} h; more GPUs (the embed job split per GPU) would meet it"})
+            f"misses: {p['gpu_h'][GPUS[-1]]:.1f} h; more GPUs (a larger embedding.parts) would meet it"})
     return rows
 
 

@@ -1,11 +1,9 @@
 """Extract embeddings: per utterance with an exported model (rule embed), or per 2 s segment with a
-training checkpoint (rule embed_segments, the input of speaker cleaning)."""
+training checkpoint (rule embed_segments, the input of speaker cleaning); with embedding.parts > 1, split a
+manifest into parts (rule split_manifest) and merge the parts' embeddings (rule merge_embeddings)."""
 import argparse
 
-from voxflow.data.manifests import read_table, write_embeddings
-from voxflow.embed.extract import Embedder, embed_segments, embed_utterances
-from voxflow.embed.runtime import load_network as load_exported
-from voxflow.train.engine import load_network
+from voxflow.embed.parts import merge_parts, split_manifest
 from voxflow.utils.scripting import json_arg, run
 
 
@@ -21,10 +19,31 @@ def main():
     seg.add_argument("--window", type=float, default=2.0)
     seg.add_argument("--hop", type=float, default=1.0)
     seg.add_argument("--device", default="cpu")
+    split = sub.add_parser("split", help="the manifest in as many parts as --out paths, balanced by duration")
+    split.add_argument("--out", nargs="+", required=True)
+    merge = sub.add_parser("merge", help="the parts' embeddings as one table in the manifest's order")
+    merge.add_argument("--parts", nargs="+", required=True)
     for p in (utt, seg):
-        p.add_argument("--utterances", required=True)
         p.add_argument("--out", required=True)
+    merge.add_argument("--out", required=True)
+    for p in (utt, seg, split, merge):
+        p.add_argument("--utterances", required=True)
     args = ap.parse_args()
+    if args.what == "split":
+        for k, (start, end) in enumerate(split_manifest(args.utterances, args.out)):
+            print(f"part {k + 1}: rows {start}-{end} ({end - start} utterances) -> {args.out[k]}")
+        return
+    if args.what == "merge":
+        print(f"{merge_parts(args.parts, args.utterances, args.out)} embeddings from {len(args.parts)} parts")
+        return
+    # torch only here: split and merge (on the submit host) run without it
+    import numpy as np
+
+    from voxflow.data.manifests import read_table, write_embeddings
+    from voxflow.embed.extract import Embedder, embed_segments, embed_utterances
+    from voxflow.embed.runtime import load_network as load_exported
+    from voxflow.train.engine import load_network
+
     utts = read_table(args.utterances, "utterances")
     if args.what == "utterances":
         cfg = json_arg(args.config, "--config")
@@ -35,6 +54,8 @@ def main():
         # window_s / hop_s null: the model's own SEA settings (see Embedder.sea)
         ids, matrix = embed_utterances(embedder, utts, cfg.get("window_s"), cfg.get("hop_s"),
                                        mode=cfg.get("mode", "sea"))
+        if not ids:  # an empty part (fewer utterances than embedding.parts): an empty table of the right width
+            matrix = np.zeros((0, embedder.embedding_dim()), np.float32)
         spk = utts.set_index("utt_id").loc[ids, "spk_id"].tolist()
         write_embeddings(ids, matrix, args.model, args.out, spk_id=spk)
     else:

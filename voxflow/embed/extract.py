@@ -54,6 +54,11 @@ class Embedder:
                     out[i] = e
         return np.stack(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
 
+    def embedding_dim(self) -> int:
+        """The network's embedding size (from one window of silence): what an empty table's column needs."""
+        silence = np.zeros(int(self.sample_rate * SEA_DEFAULTS["window_s"]), np.float32)
+        return int(self.embed_waveforms([silence], self.sample_rate).shape[1])
+
     def embed_waveforms(self, wavs: list[np.ndarray], sr: int) -> np.ndarray:
         """One embedding per waveform (whole waveform as one input); used by diarization."""
         return self.embed_feature_batch([self.features(w, sr) for w in wavs])

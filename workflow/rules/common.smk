@@ -552,13 +552,65 @@ EMBED_ENGINE = resolve_runtime(
 )
 
 
-def embed_inputs(wildcards):
-    """Rule embed: the exported model (its feature config inside), the utterances, and model.onnx when
-    embedding.runtime resolves to onnx (auto: on the CPU)."""
-    out = {
-        "model": f"{EXP}/{wildcards.system}/model.ts",
-        "utts": f"{DATA}/manifests/{wildcards.corpus}.parquet",
+# embedding.parts > 1: the manifest cut into N parts (rule split_manifest), one embed job per part, the parts'
+# tables joined (rule merge_embeddings) into the embeddings file one embed job writes with parts 1.
+EMBED_PARTS = config["embedding"]["parts"]
+EMBEDDINGS = f"{EXP}/{{system}}/embeddings/{{corpus}}.parquet"
+SPLIT_MANIFEST = f"{DATA}/split{EMBED_PARTS}/{{corpus}}/{{part}}.parquet"
+EMBEDDING_PART = (
+    f"{EXP}/{{system}}/embeddings/split{EMBED_PARTS}/{{corpus}}/{{part}}.parquet"
+)
+
+
+def embed_output():
+    """Rule embed's output, log and benchmark: the corpus's embeddings, or one part's (parts > 1)."""
+    if EMBED_PARTS == 1:
+        return EMBEDDINGS, "{system}_{corpus}"
+    return EMBEDDING_PART.replace("{part}", "{part,[0-9]+}"), "{system}_{corpus}.{part}"
+
+
+def part_files(pattern, **wildcards):
+    """``pattern`` for parts 1..embedding.parts (Kaldi's split<N>/<k> numbering)."""
+    return [pattern.format(part=k, **wildcards) for k in range(1, EMBED_PARTS + 1)]
+
+
+def embedding_parts(wildcards):
+    """Rule merge_embeddings: the parts of a system's embeddings of a corpus, in order."""
+    return part_files(EMBEDDING_PART, system=wildcards.system, corpus=wildcards.corpus)
+
+
+PART_DEVICES = config["embedding"]["part_devices"]
+if PART_DEVICES and (
+    EMBED_PARTS == 1 or not config["embedding"]["device"].startswith("cuda")
+):
+    raise ValueError(
+        f"config: embedding.part_devices: {PART_DEVICES} spreads the parts of a corpus over GPUs; it needs "
+        f"embedding.parts > 1 (is {EMBED_PARTS}) and embedding.device cuda (is {config['embedding']['device']!r})"
+    )
+
+
+def embedding_job_config(wildcards):
+    """The embedding section as an embed job gets it: without `parts` and `part_devices` (so the params of the
+    one-job embed rule are what they were before the keys existed); a part's device from part_devices.
+    """
+    cfg = {
+        k: v
+        for k, v in config["embedding"].items()
+        if k not in ("parts", "part_devices")
     }
+    if PART_DEVICES:
+        cfg["device"] = PART_DEVICES[(int(wildcards.part) - 1) % len(PART_DEVICES)]
+    return cfg
+
+
+def embed_inputs(wildcards):
+    """Rule embed: the exported model (its feature config inside), the utterances (the corpus's manifest, or
+    its part), and model.onnx when embedding.runtime resolves to onnx (auto: on the CPU).
+    """
+    utts = f"{DATA}/manifests/{wildcards.corpus}.parquet"
+    if EMBED_PARTS > 1:
+        utts = SPLIT_MANIFEST.format(corpus=wildcards.corpus, part=wildcards.part)
+    out = {"model": f"{EXP}/{wildcards.system}/model.ts", "utts": utts}
     if EMBED_ENGINE == "onnx":
         out["onnx"] = f"{EXP}/{wildcards.system}/model.onnx"
     return out

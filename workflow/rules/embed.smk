@@ -1,15 +1,16 @@
 # Embedding extraction with an exported model (split-embed-average by default), in PyTorch or ONNX Runtime.
+# embedding.parts > 1: each corpus in that many embed jobs (one GPU each), joined by merge_embeddings.
 
 
 rule embed:
     input:
         unpack(embed_inputs),
     output:
-        f"{EXP}/{{system}}/embeddings/{{corpus}}.parquet",
+        embed_output()[0],
     log:
-        "logs/embed/{system}_{corpus}.log",
+        f"logs/embed/{embed_output()[1]}.log",
     benchmark:
-        "logs/bench/embed_{system}_{corpus}.tsv"
+        f"logs/bench/embed_{embed_output()[1]}.tsv"
     conda:
         "../../envs/voxflow.yaml"
     threads: job_cpus("embed")
@@ -17,9 +18,46 @@ rule embed:
         **job_resources("embed"),
         gpu=int(config["embedding"]["device"].startswith("cuda")),
     params:
-        cfg=as_json(config["embedding"]),
+        cfg=lambda w: as_json(embedding_job_config(w)),
         onnx=lambda w, input: f"--onnx {input.onnx}" if "onnx" in input.keys() else "",
         scripts=untracked(SCRIPTS),
     shell:
         "python {params.scripts}/embed.py utterances --model {input.model} --utterances {input.utts} {params.onnx}"
         " --config {params.cfg:q} --out {output} > {log} 2>&1"
+
+
+if EMBED_PARTS > 1:
+
+    rule split_manifest:
+        input:
+            f"{DATA}/manifests/{{corpus}}.parquet",
+        output:
+            part_files(SPLIT_MANIFEST, corpus="{corpus}"),
+        log:
+            "logs/split_manifest/{corpus}.log",
+        localrule: True  # reads the manifest, writes N slices of it: seconds even for VoxCeleb2
+        conda:
+            "../../envs/voxflow.yaml"
+        params:
+            scripts=untracked(SCRIPTS),
+        shell:
+            "python {params.scripts}/embed.py split --utterances {input} --out {output} > {log} 2>&1"
+
+    rule merge_embeddings:
+        input:
+            parts=embedding_parts,
+            utts=f"{DATA}/manifests/{{corpus}}.parquet",
+        output:
+            EMBEDDINGS,
+        log:
+            "logs/merge_embeddings/{system}_{corpus}.log",
+        wildcard_constraints:
+            corpus=one_of(config["corpora"]),
+        localrule: True  # streams the parts (two row groups in memory)
+        conda:
+            "../../envs/voxflow.yaml"
+        params:
+            scripts=untracked(SCRIPTS),
+        shell:
+            "python {params.scripts}/embed.py merge --utterances {input.utts} --parts {input.parts}"
+            " --out {output} > {log} 2>&1"
