@@ -104,3 +104,32 @@ def test_segments_cover_each_utterance(exported, utterances):
     last = segments[segments.utt_id == "spk2/s1/u2"].iloc[-1]
     assert last.end_s == pytest.approx(4.35, abs=0.02) and last.end_s - last.start_s == pytest.approx(2.0)
     assert segments.segment_id.is_unique
+
+
+def test_too_short_utterances_are_named_not_a_torch_error(exported, tmp_path):
+    """The x-vector's TDNN context (frame1-3: +-2, +-2, +-3 frames) needs 15 frames = 25 + 14 x 10 ms = 165 ms;
+    a shorter real file gives a VoxflowError naming it, its length and the minimum: from the manifest's
+    duration_s before any audio is read, else per file (here also for a file under one 25 ms frame)."""
+    model, tmp = exported
+    embedder = Embedder(*load_torchscript(tmp / "model.ts"))
+    assert embedder.min_frames == 15 and embedder.min_duration_s() == pytest.approx(0.165)
+    with pytest.raises(RuntimeError, match="Kernel size can't be greater than actual input size"):
+        model(torch.zeros(1, 14, 30))  # what the check replaces
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, seconds in (("ok", 0.165), ("short", 0.1), ("tiny", 0.01), ("long", 1.0)):
+        sf.write(tmp_path / f"{name}.wav", (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32),
+                 16000, subtype="PCM_16")
+        rows.append({"utt_id": name, "spk_id": "s", "path": str(tmp_path / f"{name}.wav"), "duration_s": seconds})
+    utts = pd.DataFrame(rows)
+    with pytest.raises(VoxflowError, match=r"^2 utterance\(s\) shorter than the 165 ms \(15 frames\) the model "
+                                           r"needs: short \(100 ms\), tiny \(10 ms\)"):
+        embed_utterances(embedder, utts, mode="full")
+    unknown = utts.assign(duration_s=np.nan)
+    for name, ms, frames in (("short", 100, 8), ("tiny", 10, 0)):
+        with pytest.raises(VoxflowError, match=rf"{tmp_path}/{name}.wav \(utterance {name}\): {ms} ms of audio gives "
+                                               rf"{frames} feature frame\(s\) after framing; the model needs at "
+                                               r"least 15 \(165 ms\)"):
+            embed_utterances(embedder, unknown[unknown.utt_id.isin(["ok", name])], mode="sea")
+    ids, emb = embed_utterances(embedder, utts[utts.utt_id.isin(["ok", "long"])], mode="full")
+    assert ids == ["ok", "long"] and np.isfinite(emb).all()  # 165 ms: exactly 15 frames, embedded

@@ -25,7 +25,7 @@ from speechbrain.processing.features import InputNormalization  # noqa: E402
 
 from test_import_wespeaker import run_cli  # noqa: E402  (pytest puts tests/ on sys.path)
 from voxflow import load_model  # noqa: E402
-from voxflow.audio.features import extract_features, validate_features_cfg  # noqa: E402
+from voxflow.audio.features import extract_features, num_frames, validate_features_cfg  # noqa: E402
 from voxflow.data.manifests import read_embeddings  # noqa: E402
 from voxflow.embed.extract import Embedder  # noqa: E402
 from voxflow.errors import VoxflowError  # noqa: E402
@@ -417,3 +417,34 @@ def test_meta_records_the_source(imported):
     on_disk = json.loads((out / "meta.json").read_text())
     assert on_disk["speechbrain"]["embedding_norm"].endswith("mean_var_norm_emb.ckpt")
     assert on_disk["data_cfg"]["features"]["kind"] == "mel_db" and on_disk["data_cfg"]["features"]["cmn"] == "utterance"
+
+
+def test_input_shorter_than_the_reflect_padding_is_named(imported, tmp_path, wav):
+    """SpeechBrain's ECAPA pads every convolution by reflection, which fails inside torch for an input no longer
+    than the widest padding (dilation x (kernel - 1) / 2 frames; 4 in spkrec, so 5 centred frames = 40 ms of
+    audio). `voxflow embed` of a real file cut one frame short names the file, its length and the minimum; one
+    frame more embeds."""
+    name, _, out, _ = imported
+    v = VARIANTS[name]
+    min_frames = max(d * (k - 1) // 2 for k, d in zip(v["kernel_sizes"], v["dilations"])) + 1
+    model, meta = load_torchscript(out / "model.ts")
+    embedder = Embedder(model, meta)
+    assert embedder.min_frames == min_frames
+    min_ms = 1000 * embedder.min_duration_s()
+    if name == "spkrec_small":
+        assert min_ms == 40  # SpeechBrain's Fbank frames are centred: 4 shifts of 10 ms
+    n = round(16 * min_ms) - 160  # samples of one frame fewer
+    frames = num_frames(n, 16000, embedder.feat_cfg)  # options: 30 ms, under its 32 ms frame: 0
+    assert frames == (min_frames - 1 if name == "spkrec_small" else 0)
+    if frames:
+        with pytest.raises(RuntimeError, match="Padding size should be less than the corresponding input dimension"):
+            model(embedder.features(wav[:n], 16000)[None])  # what the check replaces
+    short, enough = tmp_path / "short.wav", tmp_path / "enough.wav"
+    sf.write(short, wav[:n], 16000)
+    sf.write(enough, wav[:n + 160], 16000)
+    status, _, stderr = run_cli("embed", out / "model.ts", short, "--mode", "full", "--out", tmp_path / "e.parquet")
+    assert status == 1 and f"{short} (utterance " in stderr, stderr
+    assert f"{1000 * n / 16000:.0f} ms of audio gives {frames} feature frame(s)" in stderr, stderr
+    assert f"the model needs at least {min_frames} ({min_ms:.0f} ms)" in stderr, stderr
+    status, _, stderr = run_cli("embed", out / "model.ts", enough, "--mode", "full", "--out", tmp_path / "e.parquet")
+    assert status == 0, stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from typing import Iterator
 
@@ -9,12 +10,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from voxflow.audio.features import extract_features
+from voxflow.audio.features import extract_features, feature_dim, num_frames, validate_features_cfg
 from voxflow.audio.io import read_audio
 from voxflow.cluster.kmeans import spherical_mean
+from voxflow.errors import VoxflowError
 
 # SEA settings; a model's meta may override them under "sea" (an imported Resemblyzer model does).
 SEA_DEFAULTS = {"window_s": 2.0, "hop_s": 0.5, "min_coverage": None}
+MAX_MIN_FRAMES = 256  # a network that takes no input this long is broken, not picky
 
 
 class Embedder:
@@ -53,6 +56,38 @@ class Embedder:
                 for i, e in zip(chunk, emb):
                     out[i] = e
         return np.stack(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
+
+    @functools.cached_property
+    def min_frames(self) -> int:
+        """The fewest feature frames the network takes, tried from 1 up: a TDNN x-vector's context needs 15, an
+        imported SpeechBrain ECAPA's reflect padding 5 (30 ms of audio fails inside torch), the others 1."""
+        dim = feature_dim(self.feat_cfg)
+        for frames in range(1, MAX_MIN_FRAMES + 1):
+            try:
+                with torch.no_grad():
+                    self.model(torch.zeros(1, frames, dim, device=self.device))
+                return frames
+            except Exception:  # torch and ONNX Runtime raise their own types for a too-short input
+                continue
+        raise VoxflowError(f"the network takes no input of up to {MAX_MIN_FRAMES} frames of {dim} features")
+
+    def min_duration_s(self) -> float:
+        """The shortest audio (s) whose features give ``min_frames`` frames (before VAD): one frame length plus
+        a shift per further frame (Kaldi framing), or a shift per further frame (centred frames: mel_power,
+        mel_db; SpeechBrain's Fbank), and never under one frame length."""
+        c = validate_features_cfg(self.feat_cfg)
+        length, shift = c["frame_length_ms"], c["frame_shift_ms"]
+        further = (self.min_frames - 1) * shift
+        centred = c["kind"] in ("mel_power", "mel_db")
+        return (max(length, further) if centred else length + further) / 1000.0
+
+    def check_length(self, frames: int, num_samples: int, sr: int, where: str) -> None:
+        """A VoxflowError naming ``where`` when ``frames`` are fewer than the network takes."""
+        if frames < self.min_frames:
+            raise VoxflowError(
+                f"{where}: {1000.0 * num_samples / sr:.0f} ms of audio gives {frames} feature frame(s) after "
+                f"framing{' and VAD' if self.feat_cfg.get('vad') else ''}; the model needs at least "
+                f"{self.min_frames} ({1000.0 * self.min_duration_s():.0f} ms): too short for this model")
 
     def embedding_dim(self) -> int:
         """The network's embedding size (from one window of silence): what an empty table's column needs."""
@@ -97,13 +132,32 @@ def _iter_utterance_windows(embedder: Embedder, utterances: pd.DataFrame, window
     for row in utterances.itertuples(index=False):
         wav, sr = read_audio(row.path, expected_sr=embedder.sample_rate, resample=resample,
                              start_s=getattr(row, "start_s", None), end_s=getattr(row, "end_s", None))
+        where = f"{row.path} (utterance {row.utt_id})"
+        if num_frames(len(wav), sr, embedder.feat_cfg) == 0:
+            embedder.check_length(0, len(wav), sr, where)
         feats = embedder.features(wav, sr)
-        if min_coverage is None:
+        if min_coverage is None:  # Resemblyzer's partials are zero-padded to a whole window below
+            embedder.check_length(feats.shape[0], len(wav), sr, where)
             yield row, window_frames(feats.shape[0], win, hop), feats
             continue
         windows = partial_windows(len(wav), max(1, round(embedder.frame_shift_s * sr)), win, hop, min_coverage)
         pad = windows[-1][1] - feats.shape[0]
         yield row, windows, torch.nn.functional.pad(feats, (0, 0, 0, pad)) if pad > 0 else feats
+
+
+def check_durations(embedder: Embedder, utterances: pd.DataFrame) -> None:
+    """Before any audio is read: every utterance the manifest's duration_s says is too short for the network,
+    named in one VoxflowError (a VAD that drops frames is caught per utterance while embedding)."""
+    if "duration_s" not in utterances or "start_s" in utterances or not len(utterances):
+        return
+    near = utterances[utterances.duration_s < embedder.min_duration_s() + 0.05]
+    sr = embedder.sample_rate
+    short = [(r.utt_id, r.duration_s) for r in near.itertuples(index=False)
+             if num_frames(int(round(r.duration_s * sr)), sr, embedder.feat_cfg) < embedder.min_frames]
+    if short:
+        listed = ", ".join(f"{u} ({1000 * d:.0f} ms)" for u, d in short[:5]) + (", ..." if len(short) > 5 else "")
+        raise VoxflowError(f"{len(short)} utterance(s) shorter than the {1000 * embedder.min_duration_s():.0f} ms "
+                           f"({embedder.min_frames} frames) the model needs: {listed}; drop them from the manifest")
 
 
 def embed_utterances(embedder: Embedder, utterances: pd.DataFrame, window_s: float | None = None,
@@ -118,6 +172,7 @@ def embed_utterances(embedder: Embedder, utterances: pd.DataFrame, window_s: flo
     """
     window_s = embedder.sea["window_s"] if window_s is None else window_s
     hop_s = embedder.sea["hop_s"] if hop_s is None else hop_s
+    check_durations(embedder, utterances)
     ids, vectors = [], []
     pending: list[tuple[str, list[torch.Tensor]]] = []
 

@@ -53,13 +53,17 @@ class OnnxNetwork:
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
             raise VoxflowError(f"{path}: not a loadable ONNX model: {exc}") from exc
         self.input_name = self.session.get_inputs()[0].name
+        # A failing run raises (its message is in the exception); ONNX Runtime's own copy on stderr is dropped, so
+        # Embedder.min_frames' probing of too-short inputs leaves no error lines in the job's log.
+        self.run_options = ort.RunOptions()
+        self.run_options.log_severity_level = 4
 
     def __call__(self, feats):
         """(batch, frames, feat_dim) float tensor -> (batch, dim) float32 tensor."""
         import torch
 
         x = feats.detach().cpu().numpy().astype(np.float32, copy=False)
-        return torch.from_numpy(self.session.run(None, {self.input_name: x})[0])
+        return torch.from_numpy(self.session.run(None, {self.input_name: x}, self.run_options)[0])
 
     def to(self, device) -> "OnnxNetwork":
         return self
