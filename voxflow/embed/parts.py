@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from voxflow.data.manifests import EMBEDDING_ROW_GROUP
@@ -63,14 +64,21 @@ def split_manifest(manifest: str | os.PathLike, outputs: list[str | os.PathLike]
     return bounds
 
 
-def _utt_ids(path: str | os.PathLike, what: str) -> list[str]:
+def _utt_ids(path: str | os.PathLike, what: str) -> pa.Array:
+    """The utt_id column of a Parquet table as one Arrow array (no Python strings: ~1 M ids cost their bytes)."""
     try:
         schema = pq.read_schema(path)
         if "utt_id" not in schema.names:
             raise VoxflowError(f"{path}: {what} lacks column utt_id; has {schema.names}")
-        return pq.read_table(path, columns=["utt_id"]).column(0).to_pylist()
+        return pq.read_table(path, columns=["utt_id"]).column(0).combine_chunks().cast(pa.large_string())
     except (pa.ArrowInvalid, OSError) as exc:
         raise VoxflowError(f"{path}: not a readable Parquet {what}: {exc}") from exc
+
+
+def _first_difference(got: pa.Array, want: pa.Array) -> int:
+    n = min(len(got), len(want))
+    differ = np.flatnonzero(~pc.equal(got.slice(0, n), want.slice(0, n)).to_numpy(zero_copy_only=False))
+    return int(differ[0]) if len(differ) else n
 
 
 def merge_parts(parts: list[str | os.PathLike], manifest: str | os.PathLike, out: str | os.PathLike) -> int:
@@ -78,18 +86,18 @@ def merge_parts(parts: list[str | os.PathLike], manifest: str | os.PathLike, out
 
     The parts must hold, in order, exactly the manifest's utterances in the manifest's order (what ``split_manifest``
     makes them embed); a part that does not (a stale part, another corpus) is named. The result has the parts'
-    schema and row groups of ``EMBEDDING_ROW_GROUP`` rows, like a table one job writes; it is streamed, so
-    memory holds about two row groups whatever the corpus's size. Empty parts (more parts than utterances) are
-    skipped.
+    schema and row groups of ``EMBEDDING_ROW_GROUP`` rows, like a table one job writes; it is streamed: memory
+    holds a few row groups (being read, pending, being written) and the ids, whatever the corpus's size. Empty
+    parts (more parts than utterances) are skipped.
     """
     expected = _utt_ids(manifest, "utterances table")
     pos, schema, model = 0, None, None
     for part in parts:
         ids = _utt_ids(part, "embeddings table")
-        if ids != expected[pos:pos + len(ids)]:
-            bad = next((i for i, (a, b) in enumerate(zip(ids, expected[pos:])) if a != b), len(expected) - pos)
-            got = ids[bad] if bad < len(ids) else None
-            want = expected[pos + bad] if pos + bad < len(expected) else "the end of the manifest"
+        if not ids.equals(expected.slice(pos, len(ids))):
+            bad = _first_difference(ids, expected.slice(pos))
+            got = ids[bad].as_py()
+            want = expected[pos + bad].as_py() if pos + bad < len(expected) else "the end of the manifest"
             raise VoxflowError(f"{part}: row {bad} is {got!r}, but the manifest {manifest} has {want!r} there; "
                                "the part does not hold its share of the manifest (stale? rerun its embed job)")
         pos += len(ids)
@@ -118,8 +126,9 @@ def merge_parts(parts: list[str | os.PathLike], manifest: str | os.PathLike, out
             pf = pq.ParquetFile(part)
             if pf.metadata.num_rows == 0:
                 continue
-            for batch in pf.iter_batches(batch_size=EMBEDDING_ROW_GROUP):
-                pending.append(batch)
+            for group in range(pf.num_row_groups):  # one row group read at a time
+                batch = pf.read_row_group(group)
+                pending.extend(batch.to_batches())
                 held += batch.num_rows
                 if held >= EMBEDDING_ROW_GROUP:
                     table = pa.Table.from_batches(pending, schema=schema)
