@@ -1,13 +1,14 @@
-"""Fit a scoring back-end on training embeddings, or score a trial list and compute its metrics
-(rules fit_backend and score)."""
+"""Fit a scoring back-end on training embeddings, or score a trial list (streamed in batches) and compute its
+metrics (rules fit_backend and score)."""
 import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
-from voxflow.backend.recipe import fit_backend, load_backend, save_backend, score_backend
-from voxflow.data.manifests import read_embeddings, read_table, write_table
+from voxflow.backend.recipe import fit_backend, load_backend, save_backend
+from voxflow.backend.trial_stream import TRIAL_BATCH, score_trial_file
+from voxflow.data.manifests import read_embeddings
 from voxflow.errors import VoxflowError
 from voxflow.metrics.verification import summarize
 from voxflow.utils.atomic import write_text_atomic
@@ -28,11 +29,9 @@ def fit(args, cfg):
 
 
 def score(args, cfg):
-    trials = read_table(args.trials, "trials")
-    ids, matrix, _ = read_embeddings(args.embeddings)
-    scores = score_backend(load_backend(args.model), trials, ids, matrix, args.name, where=args.model)
-    write_table(scores, args.scores, "scores")
-    metrics = summarize(scores.score.to_numpy(), scores.label.to_numpy())
+    scores, labels = score_trial_file(load_backend(args.model), args.trials, args.embeddings, args.name,
+                                      args.scores, where=args.model, batch_rows=args.batch_trials)
+    metrics = summarize(scores, labels)
     metrics.update(backend=args.name, trials=args.trials, embeddings=args.embeddings)
     write_text_atomic(args.metrics, json.dumps(metrics, indent=1))
     print(json.dumps(metrics, indent=1))
@@ -53,6 +52,8 @@ def main():
     s.add_argument("--name", default="cosine")
     s.add_argument("--scores", required=True)
     s.add_argument("--metrics", required=True)
+    s.add_argument("--batch-trials", type=int, default=TRIAL_BATCH,
+                   help="trials read, scored and written at a time (memory per trial stays small)")
     for p in (f, s):
         p.add_argument("--config", default='{"type": "cosine"}', help="the back-end's config as JSON")
     args = ap.parse_args()

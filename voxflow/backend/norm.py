@@ -126,10 +126,27 @@ def score_trials_normalized(
     ``plda_backend.space(matrix)`` / ``plda_backend.space(cohort)``.
     """
     rows_e, rows_t = trial_rows(trials_df, ids, len(space.z))
-    used, (ie, it) = used_rows(len(space.z), rows_e, rows_t)
-    mean, std = cohort_stats(space, cohort, top_n, rows=used)
-    raw = space.pair_scores(rows_e, rows_t)
-    return scores_frame(trials_df, as_norm(raw, mean[ie], std[ie], mean[it], std[it]), backend_name)
+    used, _ = used_rows(len(space.z), rows_e, rows_t)
+    return scores_frame(trials_df, NormalizedScorer(space, cohort, top_n, used)(rows_e, rows_t), backend_name)
+
+
+class NormalizedScorer:
+    """AS-Norm (S-Norm with ``top_n=None``) scores of trials given as row pairs of ``space``. The cohort
+    statistics of the ``used`` rows (all rows when None) are computed once, here; calls then score any batch of
+    trials among those rows."""
+
+    def __init__(self, space: BilinearSpace, cohort: BilinearSpace, top_n: int | None = 300,
+                 used: np.ndarray | None = None):
+        self.space = space
+        used = np.arange(len(space.z)) if used is None else np.asarray(used)
+        self.position = np.zeros(len(space.z), dtype=np.intp)  # row -> its index among the used rows
+        self.position[used] = np.arange(len(used))
+        self.mean, self.std = cohort_stats(space, cohort, top_n, rows=used)
+
+    def __call__(self, rows_e: np.ndarray, rows_t: np.ndarray) -> np.ndarray:
+        raw = self.space.pair_scores(rows_e, rows_t)
+        ie, it = self.position[rows_e], self.position[rows_t]
+        return as_norm(raw, self.mean[ie], self.std[ie], self.mean[it], self.std[it])
 
 
 def speaker_means(matrix: np.ndarray, spk_labels, chunk: int = FIT_CHUNK) -> tuple[list, np.ndarray]:

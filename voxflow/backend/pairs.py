@@ -29,22 +29,34 @@ def single_threaded_blas():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def lookup(index: pd.Index, wanted, what: str = "trial") -> np.ndarray:
-    """Row indices in ``index`` of the ``wanted`` ids (vectorised); missing ids raise VoxflowError naming them."""
+def check_unique(index: pd.Index) -> None:
     if not index.is_unique:
         dup = index[index.duplicated()][0]
         raise VoxflowError(f"embedding ids are not unique: {dup!r} occurs more than once")
+
+
+def missing_values_error(what: str, row: int) -> VoxflowError:
+    return VoxflowError(f"{what} ids contain missing values (row {row})")
+
+
+def unknown_ids_error(what: str, unknown: dict) -> VoxflowError:
+    """The error for trial ids without an embedding; ``unknown`` maps each (in order of appearance) to its trials."""
+    shown = ", ".join(repr(m) for m in list(unknown)[:5])
+    return VoxflowError(f"{len(unknown)} {what} id(s) have no embedding (used in {sum(unknown.values())} trials), "
+                        f"e.g. {shown}")
+
+
+def lookup(index: pd.Index, wanted, what: str = "trial") -> np.ndarray:
+    """Row indices in ``index`` of the ``wanted`` ids (vectorised); missing ids raise VoxflowError naming them."""
+    check_unique(index)
     codes, uniques = pd.factorize(wanted if isinstance(wanted, pd.Series) else pd.Series(wanted))
     if (codes < 0).any():
-        raise VoxflowError(f"{what} ids contain missing values (row {int(np.flatnonzero(codes < 0)[0])})")
+        raise missing_values_error(what, int(np.flatnonzero(codes < 0)[0]))
     pos = index.get_indexer(uniques)
     missing = pos < 0
     if missing.any():
-        n_trials = int(np.isin(codes, np.flatnonzero(missing)).sum())
-        shown = ", ".join(repr(m) for m in uniques[missing][:5])
-        raise VoxflowError(
-            f"{int(missing.sum())} {what} id(s) have no embedding (used in {n_trials} trials), e.g. {shown}"
-        )
+        counts = np.bincount(codes, minlength=len(uniques))
+        raise unknown_ids_error(what, dict(zip(uniques[missing], counts[missing].tolist())))
     return pos[codes].astype(np.intp)
 
 
@@ -107,6 +119,35 @@ class BilinearSpace:
         if other.q.any() or self.const:
             s += (other.q + self.const).astype(np.float32)[None, :]
         return s
+
+
+SPACE_BLOCK = 16_384  # embeddings mapped at a time when a space is built (float64 temporaries of 32 MB at 256-d)
+
+
+def space_by_blocks(to_space, matrix: np.ndarray, consume: bool = False, block: int | None = None) -> BilinearSpace:
+    """``to_space(matrix)`` computed on blocks of rows: the working memory is one block, not float64 copies of
+    the whole matrix. With ``consume`` (the caller has no further use for ``matrix``) z is written over a float32
+    ``matrix`` of its shape (cosine), so the embeddings are not held twice."""
+    n, block = len(matrix), block or SPACE_BLOCK
+    if n <= block:
+        return to_space(matrix)
+    z = q = None
+    const = 0.0
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
+        try:
+            part = to_space(matrix[lo:hi])
+        except VoxflowError as exc:
+            raise VoxflowError(f"{exc} (among embedding rows {lo}-{hi - 1})") from exc
+        if z is None:
+            reuse = (consume and matrix.dtype == part.z.dtype and matrix.shape[1] == part.z.shape[1]
+                     and matrix.flags.c_contiguous and matrix.flags.writeable)
+            z = matrix if reuse else np.empty((n, part.z.shape[1]), part.z.dtype)
+            q = np.empty(n, part.q.dtype)
+            const = part.const
+        z[lo:hi] = part.z
+        q[lo:hi] = part.q
+    return BilinearSpace(z, q, const)
 
 
 def scores_frame(trials_df: pd.DataFrame, scores: np.ndarray, backend_name: str) -> pd.DataFrame:

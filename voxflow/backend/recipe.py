@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from voxflow.backend.cosine import cosine_space
-from voxflow.backend.norm import check_cohort, score_trials_normalized, speaker_means
+from voxflow.backend.norm import NormalizedScorer, check_cohort, speaker_means, used_rows
 from voxflow.backend.npz import load_npz, save_npz
-from voxflow.backend.pairs import scores_frame, trial_rows
+from voxflow.backend.pairs import scores_frame, space_by_blocks, trial_rows
 from voxflow.backend.plda import PLDABackend
 from voxflow.errors import VoxflowError
 
@@ -80,15 +80,27 @@ def _space_fn(arrays: dict, where: str):
     return plda.space
 
 
+def backend_scorer(arrays: dict, matrix: np.ndarray, used: np.ndarray | None = None, where: str = "",
+                   consume: bool = False):
+    """A function ``(rows_e, rows_t) -> float64 scores`` of trials given as row pairs of embeddings ``matrix``,
+    scored by the fitted back-end ``arrays``. With a norm, the cohort statistics of the ``used`` rows (all rows
+    when None) are computed here, once. ``consume``: the caller has no further use for ``matrix``, which may then
+    be overwritten (the embeddings are not held twice)."""
+    to_space = _space_fn(arrays, where)
+    norm = str(arrays["norm"])
+    if norm != "none" and "cohort" not in arrays:
+        raise VoxflowError(f"{where}: back-end with {norm} lacks its cohort")
+    space = space_by_blocks(to_space, matrix, consume)
+    if norm == "none":
+        return space.pair_scores
+    top_n = None if norm == "snorm" else int(arrays["top_n"])
+    return NormalizedScorer(space, to_space(arrays["cohort"]), top_n, used)
+
+
 def score_backend(arrays: dict, trials: pd.DataFrame, ids, matrix: np.ndarray, name: str,
                   where: str = "") -> pd.DataFrame:
-    """Scores table of ``trials`` against embeddings ``matrix`` (rows named by ``ids``)."""
-    space = _space_fn(arrays, where)
-    norm = str(arrays["norm"])
-    if norm == "none":
-        rows_e, rows_t = trial_rows(trials, ids, matrix.shape[0])
-        return scores_frame(trials, space(matrix).pair_scores(rows_e, rows_t), name)
-    if "cohort" not in arrays:
-        raise VoxflowError(f"{where}: back-end with {norm} lacks its cohort")
-    top_n = None if norm == "snorm" else int(arrays["top_n"])
-    return score_trials_normalized(trials, list(ids), space(matrix), space(arrays["cohort"]), top_n, name)
+    """Scores table of ``trials`` against embeddings ``matrix`` (rows named by ``ids``), all in memory (the score
+    job streams a trial file instead: ``voxflow.backend.trial_stream``)."""
+    rows_e, rows_t = trial_rows(trials, ids, matrix.shape[0])
+    used = None if str(arrays["norm"]) == "none" else used_rows(matrix.shape[0], rows_e, rows_t)[0]
+    return scores_frame(trials, backend_scorer(arrays, matrix, used, where)(rows_e, rows_t), name)
