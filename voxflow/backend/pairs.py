@@ -121,7 +121,7 @@ class BilinearSpace:
         return s
 
 
-SPACE_BLOCK = 16_384  # embeddings mapped at a time when a space is built (float64 temporaries of 32 MB at 256-d)
+SPACE_BLOCK = 4_096  # embeddings mapped at a time when a space is built (float64 temporaries of 8 MB at 256-d)
 
 
 def space_by_blocks(to_space, matrix: np.ndarray, consume: bool = False, block: int | None = None) -> BilinearSpace:
