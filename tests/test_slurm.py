@@ -2,7 +2,8 @@
 
 GPU requests reach sbatch, outputs equal a local run, a failing rule names its log and fails the run, an
 unknown partition or account stops Snakemake before anything is submitted, and the training job asks for the
-CPUs, memory and time the config's resources section computes from the data. Needs root; installs SLURM with
+CPUs, memory and time the config's resources section computes from the data, and a corpus embedded in parts
+(embedding.parts) is one GPU job per part. Needs root; installs SLURM with
 apt-get. The resource computation itself is checked without SLURM, through real dry runs of the workflow.
 """
 
@@ -243,6 +244,53 @@ def test_recipe_training_stage_on_a_fake_gpu_matches_a_local_run(slurm, tmp_path
     log_b = pd.read_parquet(local / "exp/xvector_aam/warmup/train_log.parquet")
     assert len(log_a) == len(log_b) > 0
 
+
+
+def test_corpus_embedded_in_parts_one_gpu_job_each(slurm, tmp_path):
+    """embedding.parts: 2 through SLURM: two embed jobs, each with its own GPU request (--set-resources as on a
+    CUDA cluster; the device stays cpu: there is no real GPU) and its share of the audio; the split and the merge
+    run on the submit host; the merged embeddings equal those of the parts' manifests embedded locally in one
+    job (measured bit-identical on the CPU: the tolerance only absorbs a different BLAS/thread setting)."""
+    from test_embed_parts import TARGET, parts_config
+    from voxflow.demo.corpus import make_demo_corpus
+
+    cfg = parts_config(2)
+    cfg["demo"]["enabled"] = False  # the corpus made here, in this process: faster than the rule
+    make_demo_corpus(tmp_path / "data/demo", seed=0, n_dev_speakers=2, n_test_speakers=2, sessions_per_speaker=2,
+                     utts_per_session=3, n_mislabeled=0, n_conversations=0, n_noises=1, n_rirs=1, max_dur_s=4.0)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    recipe = ("--configfile", str(tmp_path / "config.yaml"))
+    prep = snakemake(tmp_path, TARGET, *recipe, "--omit-from", "embed", snakefile=REPO / "Snakefile", local=True)
+    assert prep.returncode == 0, prep.output[-5000:]
+    local = tmp_path / "local"  # the same inputs, embedded in one local job (parts 1) while SLURM runs the parts
+    local.mkdir()
+    for sub in ("data", "exp"):
+        shutil.copytree(tmp_path / sub, local / sub, symlinks=True)
+    cfg["embedding"]["parts"] = 1
+    (local / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    with ThreadPoolExecutor(1) as pool:
+        local_run = pool.submit(snakemake, local, TARGET, "--configfile", str(local / "config.yaml"),
+                                "--allowed-rules", "embed", snakefile=REPO / "Snakefile", local=True)
+        proc = snakemake(tmp_path, TARGET, *recipe, "--set-resources", "embed:gpu=1", snakefile=REPO / "Snakefile")
+        local_proc = local_run.result()
+    assert proc.returncode == 0, proc.output[-5000:]
+    assert local_proc.returncode == 0, local_proc.output[-3000:]
+    jobs = SUBMITTED.findall(proc.output)
+    assert sorted(re.search(r"/rule_(\w+)/", log).group(1) for _, log in jobs) == ["embed"] * 2, proc.output[-3000:]
+    mems = []
+    for jobid, _ in jobs:
+        job = sacct(jobid)
+        assert job["state"] == "COMPLETED" and "gres/gpu=1" in job["tres"], job
+        mems.append(int(job["mem"].rstrip("M")))
+    # resources.embed of parts_config: 100 MB + 100 GB per hour of the part's audio
+    hours = [pd.read_parquet(tmp_path / f"data/split2/demo_test/{k}.parquet").duration_s.sum() / 3600 for k in (1, 2)]
+    assert sorted(mems) == sorted(math.ceil(100 + 100_000 * h) for h in hours), (mems, hours)
+    from voxflow.data.manifests import read_embeddings
+
+    ids, merged, _ = read_embeddings(tmp_path / TARGET)
+    ids_one, one, _ = read_embeddings(local / TARGET)
+    assert ids == ids_one == pd.read_parquet(tmp_path / "data/manifests/demo_test.parquet").utt_id.tolist()
+    assert float(abs(one - merged).max()) <= 1e-6
 
 # ---------------------------------------------------------------- resource requests (no SLURM: real dry runs)
 
