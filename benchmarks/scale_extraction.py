@@ -3,8 +3,8 @@ and the hours to embed VoxCeleb1 projected from them.
 
 Each model is built at the size its config uses, exported with the workflow's ONNX exporter
 (``voxflow.train.export.export_onnx``) and fed random SEA windows (2 s = 200 frames; GE2E: Resemblyzer's 1.6 s
-partials) at a few batch sizes; the best batch of each runtime counts (both with 2 intra-op threads, after a
-warm-up call). The front end (reading a 60 s file and computing the model's features) is timed on a real audio
+partials) at a few batch sizes, the two runtimes taking turns, each timing at least 0.5 s of calls, best of 3
+rounds; the best batch of each runtime counts (both with 2 intra-op threads, after a warm-up call). The front end (reading a 60 s file and computing the model's features) is timed on a real audio
 file. The projection to VoxCeleb1 (153,516 utterances, 352 h) adds the front end per audio second to the windows
 per second; the GPU projection rests on the FLOPs per window (counted) and a stated GPU assumption.
 """
@@ -72,19 +72,31 @@ def flops_per_window(model: nn.Module, frames: int, fdim: int) -> float:
     return total
 
 
-def best_rate(run, batches: list[int], repeats: int) -> tuple[int, float, float]:
-    """(batch, windows per wall second, windows per CPU second) of the fastest batch size."""
-    best = (0, 0.0, 0.0)
-    run(batches[0])  # warm-up
-    for batch in batches:
-        wall, cpu = np.inf, np.inf
-        for _ in range(repeats):
-            t0, c0 = time.perf_counter(), time.process_time()
-            run(batch)
-            wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
-        if batch / wall > best[1]:
-            best = (batch, batch / wall, batch / cpu)
-    return best
+def timed_rate(run, batch: int, min_s: float) -> tuple[float, float]:
+    """(windows per wall second, per CPU second) of calling ``run(batch)`` repeatedly for at least ``min_s``."""
+    calls, t0, c0 = 0, time.perf_counter(), time.process_time()
+    while True:
+        run(batch)
+        calls += 1
+        wall = time.perf_counter() - t0
+        if wall >= min_s:
+            return calls * batch / wall, calls * batch / max(time.process_time() - c0, 1e-9)
+
+
+def best_rates(runs: dict, batches: list[int], rounds: int, min_s: float) -> dict:
+    """Engine -> (batch, windows per wall second, per CPU second) of its fastest batch size. The engines take
+    turns within each round (a slow spell of the machine hits both), and each (engine, batch) keeps its best
+    round: single short calls were noisy by +-15 % between runs."""
+    best = {name: {} for name in runs}
+    for run in runs.values():
+        run(batches[0])  # warm-up
+    for _ in range(rounds):
+        for batch in batches:
+            for name, run in runs.items():
+                rate, cpu_rate = timed_rate(run, batch, min_s)
+                if rate > best[name].get(batch, (0.0, 0.0))[0]:
+                    best[name][batch] = (rate, cpu_rate)
+    return {name: max(((b, *r) for b, r in by_batch.items()), key=lambda x: x[1]) for name, by_batch in best.items()}
 
 
 def front_end_cost(features: dict, audio: Path) -> tuple[float, float]:
@@ -118,9 +130,9 @@ def measure_model(label: str, tmp: Path, audio: Path, quick: bool) -> dict:
         with torch.no_grad():
             return model(feats(batch))
 
-    batches, repeats = ([16], 1) if quick else ([8, 32, 128], 2)
-    e_batch, e_rate, e_cpu_rate = best_rate(eager, batches, repeats)
-    o_batch, o_rate, o_cpu_rate = best_rate(lambda b: session(feats(b)), batches, repeats)
+    batches, rounds, min_s = ([16], 2, 0.2) if quick else ([8, 32, 128], 3, 0.5)
+    rates = best_rates({"eager": eager, "onnx": lambda b: session(feats(b))}, batches, rounds, min_s)
+    (e_batch, e_rate, e_cpu_rate), (o_batch, o_rate, o_cpu_rate) = rates["eager"], rates["onnx"]
     diff = float((eager(16) - session(feats(16))).abs().max())
     return {"label": label, "params_M": sum(p.numel() for p in model.parameters()) / 1e6, "frames": frames,
             "eager": (e_batch, e_rate, e_cpu_rate), "onnx": (o_batch, o_rate, o_cpu_rate), "max_diff": diff,
