@@ -2,8 +2,8 @@
 (the model.onnx exported beside it).
 
 ``auto`` picks by device from measurements (benchmarks/scale.py, row 4): ONNX Runtime on the CPU, where it
-embedded more windows per second than eager PyTorch for every registry model (1.1-1.7x on an idle CPU, up to
-8x on a loaded one); PyTorch on CUDA (the onnxruntime package the project installs has only the CPU provider). The feature configuration
+embedded as many windows per second as eager PyTorch or more for every registry model (0.9-1.4x on an idle
+CPU, 1.1-17x on a loaded one); PyTorch on CUDA (the onnxruntime package the project installs has only the CPU provider). The feature configuration
 always comes from model.ts, which holds it.
 """
 
