@@ -209,10 +209,3 @@ def rows_from(measured: list[dict], quick: bool) -> list[dict]:
 
 def extraction_rows(quick: bool) -> list[dict]:
     return rows_from(measure(quick), quick)
-
-
-if __name__ == "__main__":
-    import sys
-
-    for r in extraction_rows("--quick" in sys.argv):
-        print(" | ".join(str(v) for v in r.values()), flush=True)

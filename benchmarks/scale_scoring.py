@@ -217,8 +217,3 @@ def rows_from(measured: dict, quick: bool) -> list[dict]:
 
 def scoring_rows(quick: bool) -> list[dict]:
     return rows_from(measure(quick), quick)
-
-
-if __name__ == "__main__":
-    for r in scoring_rows("--quick" in sys.argv):
-        print(" | ".join(str(v) for v in r.values()), flush=True)

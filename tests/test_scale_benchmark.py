@@ -55,3 +55,26 @@ def test_rows_at_tiny_sizes(tmp_path):
     assert "manifest" in checked and "shards (8 jobs)" in checked and "clean_speakers" in checked
     table = scale.markdown(rows, {"mode": "quick", "date": "d", "run_time": "t", "machine_line": "m"})
     assert table.count("\n| ") == len(rows) + 1
+
+
+def test_extraction_timing_takes_turns_and_keeps_the_best_batch():
+    """Row 4's timing (benchmarks/scale_extraction.py): the engines alternate within each round, every timing
+    spans at least min_s of calls, and each engine reports its fastest batch. Stand-in engines sleep 1 ms and
+    2 ms per window plus 5 ms per call, so the larger batch is faster and the first engine about twice as fast."""
+    import time
+
+    from scale_extraction import best_rates
+
+    calls = []
+
+    def engine(name, ms_per_window):
+        def run(batch):
+            calls.append(name)
+            time.sleep(0.005 + ms_per_window * batch / 1000)
+        return run
+
+    rates = best_rates({"a": engine("a", 1), "b": engine("b", 2)}, batches=[1, 8], rounds=2, min_s=0.05)
+    assert [rates[k][0] for k in "ab"] == [8, 8]
+    assert 1.5 < rates["a"][1] / rates["b"][1] < 2.5 and rates["a"][1] < 1000  # never faster than the sleep alone allows
+    switches = sum(x != y for x, y in zip(calls, calls[1:]))
+    assert switches >= 2 * 2 * 2 - 1  # a and b alternate for every (round, batch), not one engine's whole sweep
